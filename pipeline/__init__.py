@@ -1,0 +1,20 @@
+"""destar: remove background stars from astronomical images by asymmetry-driven diffusion.
+
+The public entry point is :func:`remove_stars`.  Layers:
+
+- :mod:`pipeline.core`: the numerical method on NumPy arrays (no I/O, no Dask);
+- :mod:`pipeline.tiling`: Dask execution over tiles with halos;
+- :mod:`pipeline.io`: FITS, Zarr, xarray and image files;
+- :mod:`pipeline.cli`: the ``destar`` command and its configs.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from pipeline.core.params import DEFAULT_PRESET, PRESETS, DiffusionParameters
+
+try:
+    __version__ = version("destar")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["DiffusionParameters", "PRESETS", "DEFAULT_PRESET", "__version__"]

@@ -1,0 +1,192 @@
+"""Parameters of the star-removal diffusion, and the named presets.
+
+All tunable numbers live in :class:`DiffusionParameters`, a frozen dataclass whose
+defaults are the values of Table 1 of Brown & Pancotti et al. as the authors' code sets
+them.  A preset is nothing more than a named instance of it; ``DEFAULT_PRESET`` names
+the one that :func:`pipeline.remove_stars` uses when the caller does not choose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+__all__ = [
+    "DiffusionParameters",
+    "PRESETS",
+    "DEFAULT_PRESET",
+    "resolve_parameters",
+]
+
+Formulation = Literal["reference", "finite"]
+
+
+@dataclass(frozen=True)
+class DiffusionParameters:
+    """Every parameter of the asymmetry-driven diffusion.
+
+    Parameters
+    ----------
+    n_iter : int
+        Number of diffusion iterations (``n`` in the paper; 200 for its Fig. 7e).
+    gamma : float
+        Step size of the explicit scheme; stable for ``0 < gamma <= 0.25``.
+    q : int
+        Largest asymmetry scale in pixels; the asymmetry averages scales 1..q.
+    bavg : float or None
+        Average background intensity.  The authors' code hard-codes 46 (0..255 images).
+        ``None`` estimates it from the image with sigma-clipped statistics.
+    enhancement_window : int
+        Side of the moving mean inside the enhancement factor.
+    segmentation_window : int
+        Side of the moving mean of the input that classifies signal and background.
+    signal_ratio : float
+        ``mean(I0)/bavg`` at or above which a pixel is signal (sets the stop threshold).
+    background_ratio : float
+        ``mean(I0)/bavg`` below which a pixel is pure background (never stopped).
+    group_size : int
+        Residue components with at least this many pixels are protected (stopped).
+    residue_history : int
+        Number of relative residues averaged before thresholding.
+    formulation : {"reference", "finite"}
+        ``"reference"`` evaluates the enhancement exactly as the authors' code,
+        ``exp((m/bavg)/B - 1)``, which needs a positive background.  ``"finite"``
+        evaluates the paper's ``S * exp(ratio - 1)`` with ``S = inf`` where ``B = 0``
+        and the intensity ratio taken against the background *level and scale*
+        ``1 + (m - bavg) / max(bavg, noise)``, so it stays finite on frames whose
+        background is at or below zero (sky-subtracted data).
+    """
+
+    n_iter: int = 200
+    gamma: float = 0.25
+    q: int = 5
+    bavg: float | None = 46.0
+    enhancement_window: int = 3
+    segmentation_window: int = 24
+    signal_ratio: float = 2.5
+    background_ratio: float = 1.5
+    group_size: int = 50
+    residue_history: int = 4
+    formulation: Formulation = "reference"
+
+    def __post_init__(self) -> None:
+        _check_int(self, "n_iter", minimum=0)
+        _check_int(self, "q", minimum=1)
+        _check_int(self, "enhancement_window", minimum=1)
+        _check_int(self, "segmentation_window", minimum=1)
+        _check_int(self, "group_size", minimum=1)
+        _check_int(self, "residue_history", minimum=1)
+        _check_real(self, "gamma")
+        if not 0.0 < self.gamma <= 0.25:
+            raise ValueError(
+                f"gamma={self.gamma!r} is outside the stable range 0 < gamma <= 0.25"
+            )
+        if self.bavg is not None:
+            _check_real(self, "bavg")
+            if self.formulation == "reference" and not self.bavg > 0:
+                raise ValueError(
+                    f"bavg={self.bavg!r}: the reference formulation divides by bavg and "
+                    "needs it positive; use formulation='finite' (preset 'paper') for "
+                    "sky-subtracted data"
+                )
+        for name in ("signal_ratio", "background_ratio"):
+            _check_real(self, name)
+        if self.formulation not in ("reference", "finite"):
+            raise ValueError(
+                f"formulation={self.formulation!r}; expected 'reference' or 'finite'"
+            )
+
+    def replace(self, **overrides) -> "DiffusionParameters":
+        """Return a copy with some fields changed; unknown names raise ``TypeError``."""
+        _check_names(overrides)
+        return dataclasses.replace(self, **overrides)
+
+    def as_dict(self) -> dict:
+        """The parameters as a plain dict (for provenance records and configs)."""
+        return dataclasses.asdict(self)
+
+
+def _check_int(params: DiffusionParameters, name: str, *, minimum: int) -> None:
+    value = getattr(params, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        # Accept integral numpy scalars and floats such as 200.0 from configs.
+        if hasattr(value, "__index__") and not isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        object.__setattr__(params, name, value)
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be >= {minimum}")
+
+
+def _check_real(params: DiffusionParameters, name: str) -> None:
+    value = getattr(params, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} must be finite")
+    object.__setattr__(params, name, value)
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(DiffusionParameters))
+
+
+def _check_names(overrides: Mapping) -> None:
+    unknown = sorted(set(overrides) - _FIELD_NAMES)
+    if unknown:
+        raise TypeError(
+            f"unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(_FIELD_NAMES))}"
+        )
+
+
+#: The authors' code, to the bit: bavg = 46 and its own evaluation of the enhancement.
+REFERENCE = DiffusionParameters()
+
+#: The paper's parameters, with bavg measured on each image (sigma-clipped) and the
+#: enhancement evaluated in a form that stays finite on sky-subtracted data.
+PAPER = REFERENCE.replace(bavg=None, formulation="finite")
+
+PRESETS: Mapping[str, DiffusionParameters] = {
+    "reference": REFERENCE,
+    "paper": PAPER,
+}
+
+#: The preset used when none is named.  Changing the default is this one line.
+DEFAULT_PRESET = "paper"
+
+
+def resolve_parameters(
+    preset: str | DiffusionParameters = DEFAULT_PRESET, **overrides
+) -> DiffusionParameters:
+    """Look up a preset by name (or take a parameter object) and apply overrides.
+
+    Raises
+    ------
+    ValueError
+        If ``preset`` is not a known name.
+    TypeError
+        If an override names no parameter.
+    """
+    if isinstance(preset, DiffusionParameters):
+        base = preset
+    elif isinstance(preset, str):
+        try:
+            base = PRESETS[preset]
+        except KeyError:
+            raise ValueError(
+                f"unknown preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}"
+            ) from None
+    else:
+        raise TypeError(
+            f"preset must be a name or DiffusionParameters, got {type(preset).__name__}"
+        )
+    return base.replace(**overrides) if overrides else base
