@@ -256,6 +256,31 @@ def test_cube_requires_plane(tmp_path):
         read_image(src, plane=3)
 
 
+def test_plane_of_a_cube_keeps_the_celestial_wcs(tmp_path):
+    src, out = tmp_path / "cube.fits", tmp_path / "plane.fits"
+    w = WCS(naxis=3)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN", "FREQ"]
+    w.wcs.crval = [150.1, 2.2, 1.4e9]
+    w.wcs.crpix = [6, 5, 1]
+    w.wcs.cdelt = [-0.0002, 0.0002, 1e6]
+    w.wcs.cunit = ["deg", "deg", "Hz"]
+    header = w.to_header()
+    assert header["WCSAXES"] == 3
+    fits.PrimaryHDU(_image((3, 10, 12)), header=header).writeto(src)
+
+    image, meta = read_image(src, plane=2)
+    write_image(out, image, meta=meta)
+    with fits.open(out) as hdul:
+        header_out = hdul[0].header
+        assert header_out["NAXIS"] == 2 and header_out["WCSAXES"] == 2
+        assert "CTYPE3" not in header_out and "CRVAL3" not in header_out
+        assert any("plane 2" in str(line) for line in header_out["HISTORY"])
+        out_wcs = WCS(header_out)
+    assert out_wcs.naxis == 2
+    sky_in = WCS(meta.header).celestial.pixel_to_world(4, 7)
+    assert out_wcs.pixel_to_world(4, 7).separation(sky_in).arcsec < 1e-9
+
+
 def test_degenerate_axes_need_no_plane_and_plane_on_2d_is_refused(tmp_path):
     src = tmp_path / "deg.fits"
     data = _image((1, 1, 10, 12))
@@ -611,6 +636,9 @@ def test_write_rejects_unknown_extension_and_bad_data(tmp_path):
         write_image(tmp_path / "out.fits", np.array([["a", "b"]]))
     with pytest.raises(ImageWriteError):
         write_image(tmp_path / "out.jpg", _image((5, 6, 4)))
+    with pytest.raises(ImageWriteError, match="fpack"):
+        write_image(tmp_path / "out.fits.fz", _image())
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -643,3 +671,31 @@ def test_io_layer_does_not_import_other_layers():
                 continue
             for name in names:
                 assert not name.startswith(forbidden), f"{source.name} imports {name}"
+
+
+def test_uint16_colour_to_8_bit_formats_is_scaled(tmp_path):
+    rgb = np.zeros((6, 7, 3), dtype=np.uint16)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 65535, 32896, 0
+    tifffile.imwrite(tmp_path / "in.tif", rgb, photometric="rgb")
+    image, meta = read_image(tmp_path / "in.tif")
+    with pytest.warns(UserWarning, match="16-bit colour PNG"):
+        write_image(tmp_path / "out.png", image, meta=meta)
+    written = iio.imread(tmp_path / "out.png")
+    assert written.dtype == np.uint8
+    np.testing.assert_array_equal(written[0, 0], [255, 128, 0])
+
+    grey = np.full((16, 16), 65535, dtype=np.uint16)
+    np.save(tmp_path / "grey.npy", grey)
+    image, meta = read_image(tmp_path / "grey.npy")
+    write_image(tmp_path / "out.jpg", image, meta=meta)
+    assert read_image(tmp_path / "out.jpg")[0].min() >= 250  # scaled, not clipped to junk
+
+
+def test_rgb_to_fits_puts_colours_on_the_third_axis(tmp_path):
+    rgb = (RNG.random((8, 9, 3)) * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "in.png", rgb)
+    image, meta = read_image(tmp_path / "in.png")
+    write_image(tmp_path / "out.fits", image, meta=meta)
+    with fits.open(tmp_path / "out.fits") as hdul:
+        assert hdul[0].data.shape == (3, 8, 9) and hdul[0].header["BITPIX"] == -32
+        np.testing.assert_array_equal(hdul[0].data[1], rgb[..., 1])

@@ -17,7 +17,13 @@ from pipeline.io.errors import ImageNotFoundError, ImageReadError, ImageTypeErro
 from pipeline.io.hashing import sha256_file
 from pipeline.io.meta import EXTENSIONS, ImageMeta, image_format
 from pipeline.io.reading import read_image
-from pipeline.io.writing import STRUCTURAL_KEYWORDS, clean_header, fits_output_dtype, write_image
+from pipeline.io.writing import (
+    STRUCTURAL_KEYWORDS,
+    clean_header,
+    drop_extra_wcs_axes,
+    fits_output_dtype,
+    write_image,
+)
 
 __all__ = [
     "read_image",
@@ -32,6 +38,7 @@ __all__ = [
     "EXTENSIONS",
     "atomic_write",
     "clean_header",
+    "drop_extra_wcs_axes",
     "fits_output_dtype",
     "STRUCTURAL_KEYWORDS",
 ]

@@ -39,7 +39,13 @@ from pipeline.io.atomic import atomic_write
 from pipeline.io.errors import ImageWriteError
 from pipeline.io.meta import ImageMeta, _match_extension, image_format
 
-__all__ = ["write_image", "fits_output_dtype", "clean_header", "STRUCTURAL_KEYWORDS"]
+__all__ = [
+    "write_image",
+    "fits_output_dtype",
+    "clean_header",
+    "drop_extra_wcs_axes",
+    "STRUCTURAL_KEYWORDS",
+]
 
 #: Keywords dropped from the carried header: astropy writes the structural ones itself;
 #: the rest would be wrong for the new data (range, integer BLANK, compression layout).
@@ -52,6 +58,31 @@ STRUCTURAL_KEYWORDS = re.compile(
 )
 
 _STANDARD_KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
+
+# WCS keywords that mention axis ``n`` (primary or alternate, e.g. CTYPE3 / CTYPE3A).
+_AXIS_KEY = r"(?:(?:CTYPE|CRVAL|CRPIX|CDELT|CUNIT|CROTA|CRDER|CSYER|CNAME){n}"
+_AXIS_KEY += r"|(?:PC|CD|PV|PS){n}_\d+|(?:PC|CD){m}_{n})[A-Z]?"
+
+
+def drop_extra_wcs_axes(header, naxis: int = 2) -> list[str]:
+    """Remove WCS keywords of axes beyond ``naxis`` (in place); return the removed keys.
+
+    Used when one plane of a cube is written as a 2-D image: the spectral/Stokes axis
+    keywords would otherwise make the output WCS 3-D.  WCSAXES is lowered to match.
+    """
+    removed = []
+    for key in list(dict.fromkeys(header.keys())):
+        upper = key.upper()
+        for axis in range(naxis + 1, 10):
+            pattern = _AXIS_KEY.format(n=axis, m=r"\d+")
+            if re.fullmatch(pattern, upper):
+                header.remove(key, ignore_missing=True, remove_all=True)
+                removed.append(key)
+                break
+    for key in [k for k in header.keys() if re.fullmatch(r"WCSAXES[A-Z]?", k.upper())]:
+        if isinstance(header[key], int) and header[key] > naxis:
+            header[key] = naxis
+    return removed
 
 CardValue = Any  # str | int | float | bool | None, or numpy scalars of those
 
@@ -117,6 +148,9 @@ def write_image(
         raise TypeError(f"{path}: cannot write data of type {array.dtype} as an image")
     if array.ndim < 2 or 0 in array.shape:
         raise ImageWriteError(f"{path}: cannot write data of shape {array.shape} as an image")
+    if extension.lower().endswith(".fz"):
+        raise ImageWriteError(f"{path}: writing fpack (.fz) files is not supported;"
+                              " use .fits or .fits.gz")
     if meta is not None and _same_file(path, meta.path):
         raise ImageWriteError(f"{path}: refusing to overwrite the input image it was read from")
     source = np.dtype(meta.dtype) if meta is not None else array.dtype
@@ -176,6 +210,11 @@ def _build_header(path: Path, meta: ImageMeta | None,
     from astropy.io.fits.verify import VerifyWarning
 
     header = clean_header(meta.header if meta is not None else None)
+    if meta is not None and meta.format == "fits" and len(meta.file_shape) > len(meta.shape):
+        # One plane of a cube (or a squeezed (1, 1, H, W) array) becomes a 2-D image.
+        if drop_extra_wcs_axes(header, len(meta.shape)) and meta.plane is not None:
+            header.add_history(f"plane {meta.plane} of a {meta.file_shape} cube;"
+                               " WCS axes beyond 2 dropped")
     for key, item in (header_cards or {}).items():
         if isinstance(item, tuple):
             if len(item) != 2:
