@@ -10,11 +10,14 @@ The public entry point is :func:`remove_stars`.  Layers:
 
 from importlib.metadata import PackageNotFoundError, version
 
+from pipeline.api import remove_stars
 from pipeline.core.params import DEFAULT_PRESET, PRESETS, DiffusionParameters
+from pipeline.core.remove import diagnose
 
 try:
     __version__ = version("destar")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["DiffusionParameters", "PRESETS", "DEFAULT_PRESET", "__version__"]
+__all__ = ["remove_stars", "diagnose", "DiffusionParameters", "PRESETS",
+           "DEFAULT_PRESET", "__version__"]

@@ -170,6 +170,7 @@ class DiffusionRun:
         self._row_sums = np.zeros(shape[0])
         self._row_counts = np.zeros(shape[0], np.int64)
         self.stop = np.ones(shape, np.uint8)
+        self._labeller = kernels.StopLabeller(shape)
         self._threshold_mask = self.signal
         if core is not None:
             self._threshold_mask = np.zeros(shape, bool)
@@ -203,8 +204,8 @@ class DiffusionRun:
 
     def apply_stop(self, theta: float) -> None:
         """Label the residue above ``theta`` and update the stop map."""
-        kernels.label_stop(self._rbar, theta, self.params.group_size, self.background,
-                           self.stop)
+        self._labeller(self._rbar, theta, self.params.group_size, self.background,
+                       self.stop)
 
     @property
     def relative_residue(self) -> np.ndarray:

@@ -107,21 +107,29 @@ def _asymmetry_row(img, i, q, acc):
             acc[j] = 1.0 if p == 1 else acc[j] + 1.0
         for j in range(hi, w):
             acc[j] = 1.0 if p == 1 else acc[j] + 1.0
+        # Views shifted so that every loop index starts at 0: the compiler then drops
+        # the negative-index wraparound checks and vectorises the loop.
+        n = hi - lo
+        target = acc[lo:hi]
+        up_c, dn_c = up[lo:hi], dn[lo:hi]
+        mid_w, mid_e = mid[lo - p:hi - p], mid[lo + p:hi + p]
+        dn_w, dn_e = dn[lo - p:hi - p], dn[lo + p:hi + p]
+        up_w, up_e = up[lo - p:hi - p], up[lo + p:hi + p]
         if p == 1:
-            for j in range(lo, hi):
-                acc[j] = (
-                    abs(dn[j] - up[j])
-                    + abs(mid[j - p] - mid[j + p])
-                    + abs(dn[j - p] - up[j + p])
-                    + abs(dn[j + p] - up[j - p])
+            for j in range(n):
+                target[j] = (
+                    abs(dn_c[j] - up_c[j])
+                    + abs(mid_w[j] - mid_e[j])
+                    + abs(dn_w[j] - up_e[j])
+                    + abs(dn_e[j] - up_w[j])
                 )
         else:
-            for j in range(lo, hi):
-                acc[j] += (
-                    abs(dn[j] - up[j])
-                    + abs(mid[j - p] - mid[j + p])
-                    + abs(dn[j - p] - up[j + p])
-                    + abs(dn[j + p] - up[j - p])
+            for j in range(n):
+                target[j] += (
+                    abs(dn_c[j] - up_c[j])
+                    + abs(mid_w[j] - mid_e[j])
+                    + abs(dn_w[j] - up_e[j])
+                    + abs(dn_e[j] - up_w[j])
                 )
     inv = np.float64(q)
     for j in range(w):
@@ -214,9 +222,12 @@ def diffuse_step(img, out, mean3, stop, q, k, gamma, shift, scale, finite, use_s
                 res[0] = row[0] + gamma * (ns[0] + 0.0)
             else:
                 res[0] = row[0] + gamma * (ns[0] + c_cur[0] * (row[1] - row[0]))
-                for j in range(1, w - 1):
-                    ewx = c_cur[j] * (row[j + 1] - row[j]) - c_cur[j - 1] * (row[j] - row[j - 1])
-                    res[j] = row[j] + gamma * (ns[j] + ewx)
+                n = w - 2
+                row_w, row_c, row_e = row[0:w - 2], row[1:w - 1], row[2:w]
+                c_w, c_c, ns_c, res_c = c_cur[0:w - 2], c_cur[1:w - 1], ns[1:w - 1], res[1:w - 1]
+                for j in range(n):
+                    ewx = c_c[j] * (row_e[j] - row_c[j]) - c_w[j] * (row_c[j] - row_w[j])
+                    res_c[j] = row_c[j] + gamma * (ns_c[j] + ewx)
                 res[w - 1] = row[w - 1] + gamma * (
                     ns[w - 1] + (0.0 - c_cur[w - 2] * (row[w - 1] - row[w - 2]))
                 )
@@ -239,8 +250,9 @@ def _mean3_row(img, i, colsum, out):
         out[0] = colsum[0]
         return
     out[0] = (colsum[0] + colsum[0] + colsum[1]) / 3.0
-    for j in range(1, w - 1):
-        out[j] = (colsum[j - 1] + colsum[j] + colsum[j + 1]) / 3.0
+    west, centre, east, inner = colsum[0:w - 2], colsum[1:w - 1], colsum[2:w], out[1:w - 1]
+    for j in range(w - 2):
+        inner[j] = (west[j] + centre[j] + east[j]) / 3.0
     out[w - 1] = (colsum[w - 2] + colsum[w - 1] + colsum[w - 1]) / 3.0
 
 
@@ -275,20 +287,31 @@ def residue_step(img, mean3_out, r0, r_prev, history, slot, t, n_hist, signal,
         _mean3_row(img, i, colsum, m)
         total = 0.0
         count = 0
-        for j in range(w):
-            r = abs(r0[i, j] - m[j])
-            if t >= 2:
-                history[slot, i, j] = r - r_prev[i, j]
-            r_prev[i, j] = r
-        if complete:
+        origin = r0[i]
+        previous = r_prev[i]
+        if t >= 2:
+            newest = history[slot, i]
             for j in range(w):
-                acc = history[slot, i, j]
-                for back in range(1, n_hist):
-                    acc += history[(slot - back + n_hist) % n_hist, i, j]
-                acc = acc / n_hist
-                v = max(acc, 0.0)
-                rbar_out[i, j] = v
-                if signal[i, j]:
+                r = abs(origin[j] - m[j])
+                newest[j] = r - previous[j]
+                previous[j] = r
+        else:
+            for j in range(w):
+                previous[j] = abs(origin[j] - m[j])
+        if complete:
+            out = rbar_out[i]
+            newest = history[slot, i]
+            for j in range(w):
+                out[j] = newest[j]
+            for back in range(1, n_hist):
+                older = history[(slot - back + n_hist) % n_hist, i]
+                for j in range(w):
+                    out[j] += older[j]
+            sig = signal[i]
+            for j in range(w):
+                v = max(out[j] / n_hist, 0.0)
+                out[j] = v
+                if sig[j]:
                     total += v
                     count += 1
         row_sums[i] = total
@@ -303,53 +326,101 @@ def _find(parent, x):
     return x
 
 
-@njit(**_JIT)
-def _union(parent, a, b):
-    ra = _find(parent, a)
-    rb = _find(parent, b)
-    if ra < rb:
-        parent[rb] = ra
-    elif rb < ra:
-        parent[ra] = rb
-
-
-@njit(**_JIT)
-def label_stop(rbar, theta, group_size, background, stop):
-    """The local stop map from the averaged relative residue.
-
-    ``F = rbar > theta`` is labelled with 8-connectivity; pixels of components with at
-    least ``group_size`` pixels get ``stop = 0`` (protected), every other pixel 1, and
-    pure-background pixels 1 whatever their component.
-    """
+@njit(parallel=True, **_JIT)
+def _find_runs(rbar, theta, starts, ends, counts):
+    """Runs of ``rbar > theta`` in every row: ``[starts, ends)`` and their number."""
     h, w = rbar.shape
-    n = h * w
-    parent = np.empty(n, np.int64)
-    flat = rbar.ravel()
+    for i in prange(h):
+        row = rbar[i]
+        n = 0
+        j = 0
+        while j < w:
+            if row[j] > theta:
+                start = j
+                while j < w and row[j] > theta:
+                    j += 1
+                starts[i, n] = start
+                ends[i, n] = j
+                n += 1
+            else:
+                j += 1
+        counts[i] = n
+
+
+@njit(**_JIT)
+def _merge_runs(starts, ends, counts, offsets, parent, sizes):
+    """Union 8-connected runs of consecutive rows; component sizes at the roots."""
+    h = counts.shape[0]
+    total = 0
     for i in range(h):
+        offsets[i] = total
+        for r in range(counts[i]):
+            parent[total + r] = total + r
+            sizes[total + r] = ends[i, r] - starts[i, r]
+        total += counts[i]
+    for i in range(1, h):
+        a = 0
+        b = 0
+        na = counts[i]
+        nb = counts[i - 1]
+        while a < na and b < nb:
+            # 8-connectivity: runs touch when they overlap once widened by one pixel.
+            if starts[i, a] <= ends[i - 1, b] and starts[i - 1, b] <= ends[i, a]:
+                ra = _find(parent, offsets[i] + a)
+                rb = _find(parent, offsets[i - 1] + b)
+                if ra != rb:
+                    if rb < ra:
+                        ra, rb = rb, ra
+                    parent[rb] = ra
+                    sizes[ra] += sizes[rb]
+            if ends[i, a] < ends[i - 1, b]:
+                a += 1
+            else:
+                b += 1
+    for r in range(total):
+        parent[r] = _find(parent, r)
+
+
+@njit(parallel=True, **_JIT)
+def _paint_stop(starts, ends, counts, offsets, parent, sizes, group_size, background,
+                stop):
+    h, w = stop.shape
+    for i in prange(h):
+        out = stop[i]
+        bg = background[i]
         for j in range(w):
-            p = i * w + j
-            if not flat[p] > theta:
-                parent[p] = -1
-                continue
-            parent[p] = p
-            if j > 0 and parent[p - 1] >= 0:
-                _union(parent, p, p - 1)
-            if i > 0:
-                q0 = p - w
-                if j > 0 and parent[q0 - 1] >= 0:
-                    _union(parent, p, q0 - 1)
-                if parent[q0] >= 0:
-                    _union(parent, p, q0)
-                if j < w - 1 and parent[q0 + 1] >= 0:
-                    _union(parent, p, q0 + 1)
-    sizes = np.zeros(n, np.int64)
-    for p in range(n):
-        if parent[p] >= 0:
-            root = _find(parent, p)
-            parent[p] = root
-            sizes[root] += 1
-    bg = background.ravel()
-    out = stop.ravel()
-    for p in range(n):
-        protected = parent[p] >= 0 and sizes[parent[p]] >= group_size and not bg[p]
-        out[p] = 0 if protected else 1
+            out[j] = 1
+        for r in range(counts[i]):
+            if sizes[parent[offsets[i] + r]] >= group_size:
+                for j in range(starts[i, r], ends[i, r]):
+                    out[j] = 1 if bg[j] else 0
+
+
+class StopLabeller:
+    """Local stop from the averaged relative residue, with reusable buffers.
+
+    ``F = rbar > theta`` is labelled with 8-connectivity, run by run: the runs of each
+    row are found in parallel, runs of consecutive rows that touch are merged with a
+    union-find, and a component's size is the sum of its runs' lengths.  Pixels of
+    components with at least ``group_size`` pixels get ``stop = 0`` (protected), every
+    other pixel 1, and pure-background pixels 1 whatever their component.  This is
+    the decision ``scipy.ndimage.label`` plus a size count would give, with the work
+    proportional to the number of runs rather than of pixels.
+    """
+
+    def __init__(self, shape):
+        h, w = shape
+        width = w // 2 + 1
+        self.starts = np.empty((h, width), np.int32)
+        self.ends = np.empty((h, width), np.int32)
+        self.counts = np.empty(h, np.int64)
+        self.offsets = np.empty(h, np.int64)
+        self.parent = np.empty(h * width, np.int64)
+        self.sizes = np.empty(h * width, np.int64)
+
+    def __call__(self, rbar, theta, group_size, background, stop):
+        _find_runs(rbar, theta, self.starts, self.ends, self.counts)
+        _merge_runs(self.starts, self.ends, self.counts, self.offsets, self.parent,
+                    self.sizes)
+        _paint_stop(self.starts, self.ends, self.counts, self.offsets, self.parent,
+                    self.sizes, group_size, background, stop)

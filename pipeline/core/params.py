@@ -1,7 +1,7 @@
 """Parameters of the star-removal diffusion, and the named presets.
 
 All tunable numbers live in :class:`DiffusionParameters`, a frozen dataclass whose
-defaults are the values of Table 1 of Brown & Pancotti et al. as the authors' code sets
+defaults are the values of Table 1 of Cohen & Lu as the authors' code sets
 them.  A preset is nothing more than a named instance of it; ``DEFAULT_PRESET`` names
 the one that :func:`pipeline.remove_stars` uses when the caller does not choose.
 """

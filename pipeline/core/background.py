@@ -1,0 +1,70 @@
+"""Background level and noise measured on the image itself.
+
+The paper asks for ``b_avg`` to be measured on "an area containing only stars and dark
+background" of each image; the authors' code hard-codes 46 instead.  Here the frame is
+cut into meshes, each mesh gets a sigma-clipped median and RMS (photutils'
+``Background2D``), and the darkest quarter of the meshes stands for that star-and-sky
+area: its median level is ``bavg`` and its median RMS the noise.  Nebulae and galaxies
+raise the meshes they cover, so they do not bias the estimate as a global mean would.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from astropy.stats import SigmaClip, sigma_clipped_stats
+from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
+
+__all__ = ["estimate_background"]
+
+#: Fraction of meshes, darkest first, taken to be star-and-sky only.
+_DARK_FRACTION = 0.25
+
+
+def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
+                        box_size: int | None = None) -> tuple[float, float]:
+    """Return ``(level, noise)`` of the sky background of ``image``.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D image; non-finite pixels are ignored.
+    mask : ndarray of bool, optional
+        Extra pixels to ignore.
+    box_size : int, optional
+        Mesh side; by default an eighth of the shorter side, between 16 and 256.
+
+    Returns
+    -------
+    level, noise : float
+        Median sigma-clipped level and RMS of the darkest quarter of the meshes.  Images
+        too small for two meshes fall back to sigma-clipped statistics of all pixels.
+
+    References
+    ----------
+    .. [1] Bertin & Arnouts 1996, A&AS 117, 393 (mesh background estimation).
+    """
+    image = np.asarray(image, dtype=float)
+    bad = ~np.isfinite(image)
+    if mask is not None:
+        bad |= mask
+    shorter = min(image.shape)
+    box = box_size or int(np.clip(shorter // 8, 16, 256))
+    if shorter < 2 * box:
+        _, median, std = sigma_clipped_stats(image, mask=bad, sigma=3.0, maxiters=10)
+        return float(median), float(std)
+    with warnings.catch_warnings():
+        # Meshes that are mostly masked are excluded by photutils with a warning.
+        warnings.simplefilter("ignore")
+        bkg = Background2D(
+            image, box, mask=bad, filter_size=1, sigma_clip=SigmaClip(sigma=3.0),
+            bkg_estimator=MedianBackground(), bkgrms_estimator=StdBackgroundRMS(),
+            exclude_percentile=50.0,
+        )
+    levels = np.asarray(bkg.background_mesh, float).ravel()
+    noises = np.asarray(bkg.background_rms_mesh, float).ravel()
+    usable = np.isfinite(levels) & np.isfinite(noises)
+    levels, noises = levels[usable], noises[usable]
+    darkest = np.argsort(levels)[: max(1, int(round(levels.size * _DARK_FRACTION)))]
+    return float(np.median(levels[darkest])), float(np.median(noises[darkest]))
