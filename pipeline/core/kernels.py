@@ -25,6 +25,7 @@ within p pixels of the edge, differences past the last row and column are 0, and
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -37,8 +38,9 @@ BAND_ROWS = 32
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _LOG2E = 1.44269504088896338700e00
-# Past these the result is inf or underflows to 0 for every purpose of the method.
-_EXP_MAX = 709.78
+# Past these the result is inf or 0 for every purpose of the method (exp(709) is
+# 8e307: the coefficient it feeds is 0 to within 1e-300 either way).
+_EXP_MAX = 709.0
 _EXP_MIN = -708.0
 
 
@@ -348,41 +350,62 @@ def _find_runs(rbar, theta, starts, ends, counts):
 
 
 @njit(**_JIT)
-def _merge_runs(starts, ends, counts, offsets, parent, sizes):
-    """Union 8-connected runs of consecutive rows; component sizes at the roots."""
+def _union_rows(starts, ends, counts, offsets, parent, sizes, i):
+    """Union the runs of row ``i`` with the 8-connected runs of row ``i - 1``."""
+    a = 0
+    b = 0
+    na = counts[i]
+    nb = counts[i - 1]
+    while a < na and b < nb:
+        # 8-connectivity: runs touch when they overlap once widened by one pixel.
+        if starts[i, a] <= ends[i - 1, b] and starts[i - 1, b] <= ends[i, a]:
+            ra = _find(parent, offsets[i] + a)
+            rb = _find(parent, offsets[i - 1] + b)
+            if ra != rb:
+                if rb < ra:
+                    ra, rb = rb, ra
+                parent[rb] = ra
+                sizes[ra] += sizes[rb]
+        if ends[i, a] < ends[i - 1, b]:
+            a += 1
+        else:
+            b += 1
+
+
+@njit(parallel=True, **_JIT)
+def _merge_runs(starts, ends, counts, offsets, parent, sizes, root_of, nparts):
+    """Component of every run (``root_of``) and component sizes at the roots.
+
+    The rows are cut into ``nparts`` blocks merged in parallel (their unions only
+    touch runs of their own block), then the seams between blocks are merged, and
+    finally every run looks up its root without writing, so the threads never race.
+    """
     h = counts.shape[0]
     total = 0
     for i in range(h):
         offsets[i] = total
-        for r in range(counts[i]):
-            parent[total + r] = total + r
-            sizes[total + r] = ends[i, r] - starts[i, r]
         total += counts[i]
-    for i in range(1, h):
-        a = 0
-        b = 0
-        na = counts[i]
-        nb = counts[i - 1]
-        while a < na and b < nb:
-            # 8-connectivity: runs touch when they overlap once widened by one pixel.
-            if starts[i, a] <= ends[i - 1, b] and starts[i - 1, b] <= ends[i, a]:
-                ra = _find(parent, offsets[i] + a)
-                rb = _find(parent, offsets[i - 1] + b)
-                if ra != rb:
-                    if rb < ra:
-                        ra, rb = rb, ra
-                    parent[rb] = ra
-                    sizes[ra] += sizes[rb]
-            if ends[i, a] < ends[i - 1, b]:
-                a += 1
-            else:
-                b += 1
-    for r in range(total):
-        parent[r] = _find(parent, r)
+    for i in prange(h):
+        for r in range(counts[i]):
+            parent[offsets[i] + r] = offsets[i] + r
+            sizes[offsets[i] + r] = ends[i, r] - starts[i, r]
+    block = (h + nparts - 1) // nparts
+    for part in prange(nparts):
+        for i in range(part * block + 1, min((part + 1) * block, h)):
+            _union_rows(starts, ends, counts, offsets, parent, sizes, i)
+    for part in range(1, nparts):
+        if part * block < h:
+            _union_rows(starts, ends, counts, offsets, parent, sizes, part * block)
+    for i in prange(h):
+        for r in range(offsets[i], offsets[i] + counts[i]):
+            x = r
+            while parent[x] != x:
+                x = parent[x]
+            root_of[r] = x
 
 
 @njit(parallel=True, **_JIT)
-def _paint_stop(starts, ends, counts, offsets, parent, sizes, group_size, background,
+def _paint_stop(starts, ends, counts, offsets, root_of, sizes, group_size, background,
                 stop):
     h, w = stop.shape
     for i in prange(h):
@@ -391,7 +414,7 @@ def _paint_stop(starts, ends, counts, offsets, parent, sizes, group_size, backgr
         for j in range(w):
             out[j] = 1
         for r in range(counts[i]):
-            if sizes[parent[offsets[i] + r]] >= group_size:
+            if sizes[root_of[offsets[i] + r]] >= group_size:
                 for j in range(starts[i, r], ends[i, r]):
                     out[j] = 1 if bg[j] else 0
 
@@ -417,10 +440,12 @@ class StopLabeller:
         self.offsets = np.empty(h, np.int64)
         self.parent = np.empty(h * width, np.int64)
         self.sizes = np.empty(h * width, np.int64)
+        self.root_of = np.empty(h * width, np.int64)
+        self.nparts = max(1, min(numba.get_num_threads(), h // 16))
 
     def __call__(self, rbar, theta, group_size, background, stop):
         _find_runs(rbar, theta, self.starts, self.ends, self.counts)
         _merge_runs(self.starts, self.ends, self.counts, self.offsets, self.parent,
-                    self.sizes)
-        _paint_stop(self.starts, self.ends, self.counts, self.offsets, self.parent,
+                    self.sizes, self.root_of, self.nparts)
+        _paint_stop(self.starts, self.ends, self.counts, self.offsets, self.root_of,
                     self.sizes, group_size, background, stop)
