@@ -1,0 +1,186 @@
+"""The ``destar`` command.
+
+One subcommand per function: ``add_<name>_parser(subparsers)`` declares its options and
+points ``func`` at ``cmd_<name>(args) -> int``.  The work itself lives in library
+modules (:mod:`pipeline.reports` for the two report commands), so this module only
+parses, calls and prints.
+
+Expected failures (bad input, missing files, bad parameters, interrupt) end with one
+line ``destar: error: <message>`` on stderr and a non-zero exit code; ``--debug`` adds
+the traceback.  Anything else is a bug and propagates with its traceback.
+
+Subcommands:
+
+- ``destar reproduce-paper``: recompute the paper's Table 2 and a Figure-7-like panel;
+- ``destar demo``: remove the stars of a simulated survey frame and score the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+__all__ = ["main", "build_parser"]
+
+PROG = "destar"
+
+#: Errors that are the user's input or environment, not bugs: reported in one line.
+EXPECTED_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, OSError)
+
+#: Exit codes.
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A command-line parsing error (reported like any other error, exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that raises instead of printing usage and calling sys.exit."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    message = str(exc) or type(exc).__name__
+    return " ".join(message.split())  # exactly one line
+
+
+# --------------------------------------------------------------------------- reproduce-paper
+def add_reproduce_paper_parser(subparsers, parents) -> None:
+    p = subparsers.add_parser(
+        "reproduce-paper",
+        parents=parents,
+        help="recompute Table 2 of Cohen & Lu from the paper's images",
+        description=(
+            "Recompute Table 2 of the paper from figure2d.jpg (input) and figure2a.jpg "
+            "(truth): Perona-Malik, Chao-Tsai, the new method (authors' code and 'paper' "
+            "preset), the paper's saved output figure7e.jpg and the input itself, beside "
+            "the paper's numbers.  Writes table2.csv, table2.md and figure7.png."
+        ),
+    )
+    p.add_argument("--paper-dir", default=None,
+                   help="folder with the paper's figure2a/2d/7e.jpg (default: "
+                        "../shared/paper, else the shared/paper folder beside the repository)")
+    p.add_argument("--output", default="paper-output",
+                   help="folder for table2.csv, table2.md and figure7.png "
+                        "(default: %(default)s; created if missing)")
+    p.add_argument("--n-iter", type=int, default=200,
+                   help="iterations of the new method (default: %(default)s)")
+    p.set_defaults(func=cmd_reproduce_paper)
+
+
+def cmd_reproduce_paper(args) -> int:
+    from pipeline import reports
+
+    reports.prepare_output_dir(args.output, create=False)  # fail before the work
+    result = reports.reproduce_table2(args.paper_dir, n_iter=args.n_iter)
+    out = reports.prepare_output_dir(args.output)
+    print(reports.format_table2(result))
+    written = [
+        reports.write_table2_csv(result, out / "table2.csv"),
+        reports.write_table2_markdown(result, out / "table2.md"),
+        reports.write_figure7(result, out / "figure7.png"),
+    ]
+    print()
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+def add_demo_parser(subparsers, parents) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        parents=parents,
+        help="remove the stars of a built-in simulated survey frame",
+        description=(
+            "Simulate a survey-like frame (stars, galaxies, a nebula, noise) with a known "
+            "starless truth, remove its stars with the default preset, print the scores "
+            "and write before_after.png and metrics.json."
+        ),
+    )
+    p.add_argument("--output", default="demo-output",
+                   help="folder for before_after.png and metrics.json "
+                        "(default: %(default)s; created if missing)")
+    p.add_argument("--size", type=int, default=512,
+                   help="side of the square frame in pixels (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the simulated frame (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    from pipeline import reports
+
+    reports.prepare_output_dir(args.output, create=False)  # fail before the work
+    result = reports.run_demo(size=args.size, seed=args.seed)
+    out = reports.prepare_output_dir(args.output)
+    print(reports.format_demo(result))
+    written = [
+        reports.write_before_after(result, out / "before_after.png"),
+        reports.write_demo_json(result, out / "metrics.json"),
+    ]
+    print()
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser, main
+#: Subcommands in the order they are listed by ``destar --help``.
+SUBCOMMANDS = (add_reproduce_paper_parser, add_demo_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipeline import __version__
+
+    # --debug is accepted before or after the subcommand name.  The subcommands' copy
+    # uses SUPPRESS so that it does not reset a --debug given before the name.
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+
+    parser = _Parser(
+        prog=PROG,
+        description="Remove background stars from astronomical images by "
+                    "asymmetry-driven diffusion (Cohen & Lu).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                       parser_class=_Parser)
+    subparsers.required = True
+    for add in SUBCOMMANDS:
+        add(subparsers, [common])
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the ``destar`` command; return the exit code (0 on success)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        debug = bool(getattr(args, "debug", False))
+        return int(args.func(args) or 0)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except UsageError as exc:
+        print(f"{PROG}: error: {_error_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (*EXPECTED_ERRORS, KeyboardInterrupt) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {_error_line(exc)}", file=sys.stderr)
+        return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
