@@ -125,12 +125,7 @@ class TestRejectedParameters:
 
     @pytest.mark.parametrize(
         "name",
-        [pytest.param("gamma", marks=pytest.mark.xfail(
-            strict=True, reason="_check_real converts strings with float(): "
-            "gamma='0.1' is silently accepted")),
-         pytest.param("signal_ratio", marks=pytest.mark.xfail(
-             strict=True, reason="_check_real converts strings with float(): "
-             "signal_ratio='2.5' is silently accepted"))],
+        ["gamma", "signal_ratio"],
     )
     def test_string_for_real_parameter_is_type_error(self, preset, name):
         # n_iter="3" is a TypeError (above); a real-valued parameter given as a string
@@ -165,20 +160,24 @@ def test_reference_preset_refuses_non_positive_bavg():
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_nan_in_flat_star_free_region_changes_nothing(preset):
-    # A NaN inside a patch that is exactly flat carries no information: the result
-    # must be the result on the image with that pixel set to the patch value,
-    # everywhere but the NaN pixel itself (which stays NaN).
+    # A NaN inside a patch that is exactly flat carries no information.  While the
+    # patch is flat the result must be that of the image with the pixel set to the
+    # patch value, to rounding.  Later the masked pixel is a genuine zero-flux
+    # boundary that the diffusion has to go around, which may change its surroundings
+    # by far less than the noise, but not more.
     image = _star_field(seed=1)
     image[38:62, 38:62] = SKY
     holed = image.copy()
     holed[50, 50] = np.nan
-    expected = remove_stars(image, preset=preset, n_iter=30)
-    result = remove_stars(holed, preset=preset, n_iter=30)
-    assert np.isnan(result[50, 50])
     finite = np.ones(image.shape, bool)
     finite[50, 50] = False
-    assert np.isfinite(result[finite]).all()
-    np.testing.assert_allclose(result[finite], expected[finite], rtol=1e-12, atol=0)
+    for n_iter, atol in ((1, 0.0), (30, 1e-3)):
+        expected = remove_stars(image, preset=preset, n_iter=n_iter)
+        result = remove_stars(holed, preset=preset, n_iter=n_iter)
+        assert np.isnan(result[50, 50])
+        assert np.isfinite(result[finite]).all()
+        np.testing.assert_allclose(result[finite], expected[finite], rtol=1e-12,
+                                   atol=atol)
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
@@ -198,11 +197,6 @@ def test_nan_pixels_stay_nan_and_do_not_spread(preset):
     assert _peak_excess_drop(image, result, np.full(image.shape, SKY), (12, 12)) > 0.5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "masked pixels are filled with their nearest finite value and then diffuse like "
-    "data: a NaN next to a star injects flux into its finite neighbours (the sum over "
-    "finite pixels grows by ~90 on a 100-peak star); remove.prepare_plane claims the "
-    "fill adds no flux around them"))
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_masked_pixel_neither_injects_nor_absorbs_flux(preset):
     # Masked pixels are not data: a conservative scheme must exchange no flux with
@@ -268,10 +262,11 @@ def test_sky_subtracted_frame_paper_is_finite(offset):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "paper preset is a no-op on sky-subtracted data: with bavg ~ 0 the 'finite' "
-    "formulation's scale is max(bavg, noise) ~ noise, so exp((m - bavg)/scale) ~ "
-    "exp(100) on a star and c = 0; the star peak is unchanged (0 % drop) while the "
-    "same frame on a 46 pedestal loses ~70 %"))
+    "known limitation of the paper's enhancement factor, kept by the 'paper' preset: "
+    "on a sky-subtracted frame its scale is the noise times the paper's own "
+    "background-to-noise ratio (46/17.1), so a 100-sigma star has exp((m - bavg)/scale)"
+    " ~ exp(30), c ~ 0 and is protected like a nebula; the survey preset of the "
+    "survey-mode issue is what must remove it"))
 @pytest.mark.parametrize("offset", [0.0, -5.0])
 def test_sky_subtracted_frame_paper_reduces_stars(offset):
     image = _sky_subtracted(offset=offset)

@@ -26,11 +26,14 @@ __all__ = [
     "FrameStatistics",
     "Diagnostics",
     "DiffusionRun",
-    "frame_statistics",
     "classification_maps",
     "asymmetry_normalisation",
     "diffuse",
 ]
+
+
+#: bavg / sigma of the paper's synthetic test image (46 over 17.1).
+PAPER_BACKGROUND_TO_NOISE = 46.0 / 17.1
 
 
 @dataclass(frozen=True)
@@ -86,28 +89,21 @@ class DiffusionResult:
     enhancement_ratio: np.ndarray
     signal: np.ndarray
     background: np.ndarray
+    stop: np.ndarray
     diagnostics: dict[int, Diagnostics] = field(default_factory=dict)
-    stopped_fraction: float = 0.0
+
+    @property
+    def stopped_fraction(self) -> float:
+        """Fraction of pixels where the final stop map switched diffusion off."""
+        return float(np.mean(self.stop == 0))
 
 
-def asymmetry_normalisation(image0: np.ndarray) -> tuple[float, int]:
-    """Sum and count of the scale-1 asymmetry, border ones included (``k = 2 sum/n``)."""
-    a1 = kernels.multiscale_asymmetry(image0, 1)
-    return float(a1.sum()), a1.size
+def asymmetry_normalisation(image0: np.ndarray) -> float:
+    """``k``: twice the mean scale-1 asymmetry of the input, border ones included.
 
-
-def frame_statistics(
-    image0: np.ndarray, params: DiffusionParameters, *, bavg: float, noise: float
-) -> FrameStatistics:
-    """Frame-level scalars for ``image0`` (float64, finite).
-
-    ``bavg`` is the background level (the preset's or a measured one) and ``noise``
-    the background noise, used by the "finite" formulation as a floor of the scale.
+    np.mean is what the reference code uses: the same pairwise summation, the same k.
     """
-    a1 = kernels.multiscale_asymmetry(image0, 1)
-    # np.mean is what the reference code uses: same pairwise summation, same k.
-    k = 2.0 * float(np.mean(a1))
-    return statistics_from(params, k=k, bavg=bavg, noise=noise)
+    return 2.0 * float(np.mean(kernels.multiscale_asymmetry(image0, 1)))
 
 
 def statistics_from(
@@ -117,9 +113,12 @@ def statistics_from(
     if params.formulation == "reference":
         return FrameStatistics(k=k, shift=0.0, scale=float(bavg))
     # The paper's ratio I/bavg equals 1 + (I - bavg)/bavg.  Keeping the background
-    # level and its scale apart lets the same ratio work where bavg <= 0; the noise
-    # floor keeps the scale meaningful when the background sits near zero.
-    scale = max(float(bavg), float(noise), np.finfo(float).tiny)
+    # level and its scale apart lets the same ratio work where bavg <= 0.  Where the
+    # background sits near zero the scale falls back to the noise times the paper's
+    # own background-to-noise ratio, so such a frame is treated as the paper's test
+    # image would be at the same signal-to-noise.
+    scale = max(float(bavg), PAPER_BACKGROUND_TO_NOISE * float(noise),
+                np.finfo(float).tiny)
     return FrameStatistics(k=k, shift=float(bavg), scale=scale)
 
 
@@ -153,9 +152,13 @@ class DiffusionRun:
     core : tuple of slices, optional
         Region whose pixels count towards the stop threshold; a tile passes its core
         so that the tiles' partial sums add up to the whole frame's.
+    masked : ndarray of bool, optional
+        Pixels that are not data.  No flux crosses their edges (a zero-flux boundary
+        around the mask), so the finite pixels conserve their total.
     """
 
-    def __init__(self, image0, params, stats, signal, background, *, core=None):
+    def __init__(self, image0, params, stats, signal, background, *, core=None,
+                 masked=None):
         shape = image0.shape
         self.params = params
         self.stats = stats
@@ -171,6 +174,12 @@ class DiffusionRun:
         self._row_sums = np.zeros(shape[0])
         self._row_counts = np.zeros(shape[0], np.int64)
         self.stop = np.ones(shape, np.uint8)
+        # Bit 1: the pixel's south edge is closed; bit 2: its east edge.
+        self._closed = np.zeros(shape, np.uint8)
+        if masked is not None:
+            self._closed[masked] = 3
+            self._closed[:-1][masked[1:]] |= 1
+            self._closed[:, :-1][masked[:, 1:]] |= 2
         self._labeller = kernels.StopLabeller(shape)
         self._threshold_mask = self.signal
         if params.theta_window is not None:
@@ -192,7 +201,8 @@ class DiffusionRun:
         self.iteration += 1
         t = self.iteration
         kernels.diffuse_step(
-            self.image, self._scratch, self._mean3, self.stop, p.q, self.stats.k,
+            self.image, self._scratch, self._mean3, self.stop, self._closed, p.q,
+            self.stats.k,
             p.gamma, self.stats.shift, self.stats.scale, p.formulation == "finite",
             t > 2,
         )
@@ -261,9 +271,11 @@ def diffuse(
     *,
     bavg: float,
     noise: float = 0.0,
+    k: float | None = None,
+    masked: np.ndarray | None = None,
     record: tuple[int, ...] = (),
 ) -> DiffusionResult:
-    """Run the diffusion on a whole float64 image with no non-finite pixel.
+    """Run the diffusion on a float64 image with no non-finite pixel.
 
     Parameters
     ----------
@@ -271,13 +283,20 @@ def diffuse(
         2-D float64, C-contiguous, finite.
     params : DiffusionParameters
     bavg, noise : float
-        Background level and noise (see :func:`frame_statistics`).
+        Background level and noise (see :func:`statistics_from`).
+    k : float, optional
+        Asymmetry normalisation; by default measured on ``image0``.  A tile passes the
+        whole frame's value.
+    masked : ndarray of bool, optional
+        Pixels that are not data (filled in ``image0``); no flux crosses their edges.
     record : tuple of int
         Iterations at which to keep :class:`Diagnostics`.  Costs nothing otherwise.
     """
-    stats = frame_statistics(image0, params, bavg=bavg, noise=noise)
+    if k is None:
+        k = asymmetry_normalisation(image0)
+    stats = statistics_from(params, k=k, bavg=bavg, noise=noise)
     ratio, signal, background = classification_maps(image0, stats, params)
-    run = DiffusionRun(image0, params, stats, signal, background)
+    run = DiffusionRun(image0, params, stats, signal, background, masked=masked)
     wanted = set(record)
     diagnostics: dict[int, Diagnostics] = {}
     theta = np.inf
@@ -304,6 +323,6 @@ def diffuse(
         enhancement_ratio=ratio,
         signal=signal,
         background=background,
+        stop=run.stop,
         diagnostics=diagnostics,
-        stopped_fraction=float(np.mean(run.stop == 0)),
     )

@@ -181,13 +181,27 @@ def _coefficient_row(img, mean3, stop, i, q, k, shift, scale, finite, use_stop,
         c[j] = cj
 
 
+@njit(**_JIT)
+def _edge_coefficients(c, closed, c_south, c_east):
+    """Coefficients of a row's south and east edges; 0 across a closed edge.
+
+    ``closed`` has bit 1 set where the south edge is closed and bit 2 where the east
+    edge is, that is on the edges of masked pixels.  Multiplying by 1.0 leaves open
+    edges bit-identical to the unmasked computation.
+    """
+    for j in range(c.shape[0]):
+        c_south[j] = c[j] * (1.0 - (closed[j] & 1))
+        c_east[j] = c[j] * (1.0 - ((closed[j] >> 1) & 1))
+
+
 @njit(parallel=True, **_JIT)
-def diffuse_step(img, out, mean3, stop, q, k, gamma, shift, scale, finite, use_stop):
+def diffuse_step(img, out, mean3, stop, closed, q, k, gamma, shift, scale, finite,
+                 use_stop):
     """One explicit diffusion step ``out = img + gamma * div(c grad img)``.
 
     The flux between a pixel and its south (east) neighbour is the pixel's own
     coefficient times the difference, as in the reference code; the last row and
-    column have no south/east flux.
+    column have no south/east flux, nor do edges marked in ``closed``.
     """
     h, w = img.shape
     nbands = (h + BAND_ROWS - 1) // BAND_ROWS
@@ -198,14 +212,18 @@ def diffuse_step(img, out, mean3, stop, q, k, gamma, shift, scale, finite, use_s
         arg = np.empty(w)
         tmp = np.empty(w)
         bits = np.empty(w)
+        c_raw = np.empty(w)
         c_prev = np.empty(w)
         c_cur = np.empty(w)
+        c_east = np.empty(w)
         if r0 > 0:
             _coefficient_row(img, mean3, stop, r0 - 1, q, k, shift, scale, finite,
-                             use_stop, acc, arg, tmp, bits, c_prev)
+                             use_stop, acc, arg, tmp, bits, c_raw)
+            _edge_coefficients(c_raw, closed[r0 - 1], c_prev, c_east)
         for i in range(r0, r1):
             _coefficient_row(img, mean3, stop, i, q, k, shift, scale, finite,
-                             use_stop, acc, arg, tmp, bits, c_cur)
+                             use_stop, acc, arg, tmp, bits, c_raw)
+            _edge_coefficients(c_raw, closed[i], c_cur, c_east)
             row = img[i]
             res = out[i]
             ns = arg  # the coefficient row is done with this buffer; reuse it
@@ -223,15 +241,16 @@ def diffuse_step(img, out, mean3, stop, q, k, gamma, shift, scale, finite, use_s
             if w == 1:
                 res[0] = row[0] + gamma * (ns[0] + 0.0)
             else:
-                res[0] = row[0] + gamma * (ns[0] + c_cur[0] * (row[1] - row[0]))
+                res[0] = row[0] + gamma * (ns[0] + c_east[0] * (row[1] - row[0]))
                 n = w - 2
                 row_w, row_c, row_e = row[0:w - 2], row[1:w - 1], row[2:w]
-                c_w, c_c, ns_c, res_c = c_cur[0:w - 2], c_cur[1:w - 1], ns[1:w - 1], res[1:w - 1]
+                c_w, c_c = c_east[0:w - 2], c_east[1:w - 1]
+                ns_c, res_c = ns[1:w - 1], res[1:w - 1]
                 for j in range(n):
                     ewx = c_c[j] * (row_e[j] - row_c[j]) - c_w[j] * (row_c[j] - row_w[j])
                     res_c[j] = row_c[j] + gamma * (ns_c[j] + ewx)
                 res[w - 1] = row[w - 1] + gamma * (
-                    ns[w - 1] + (0.0 - c_cur[w - 2] * (row[w - 1] - row[w - 2]))
+                    ns[w - 1] + (0.0 - c_east[w - 2] * (row[w - 1] - row[w - 2]))
                 )
             c_prev, c_cur = c_cur, c_prev
 

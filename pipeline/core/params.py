@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
@@ -38,8 +39,6 @@ class DiffusionParameters:
     bavg : float or None
         Average background intensity.  The authors' code hard-codes 46 (0..255 images).
         ``None`` estimates it from the image with sigma-clipped statistics.
-    enhancement_window : int
-        Side of the moving mean inside the enhancement factor.
     segmentation_window : int
         Side of the moving mean of the input that classifies signal and background.
     signal_ratio : float
@@ -69,7 +68,6 @@ class DiffusionParameters:
     gamma: float = 0.25
     q: int = 5
     bavg: float | None = 46.0
-    enhancement_window: int = 3
     segmentation_window: int = 24
     signal_ratio: float = 2.5
     background_ratio: float = 1.5
@@ -81,7 +79,6 @@ class DiffusionParameters:
     def __post_init__(self) -> None:
         _check_int(self, "n_iter", minimum=0)
         _check_int(self, "q", minimum=1)
-        _check_int(self, "enhancement_window", minimum=1)
         _check_int(self, "segmentation_window", minimum=1)
         _check_int(self, "group_size", minimum=1)
         _check_int(self, "residue_history", minimum=1)
@@ -136,11 +133,8 @@ def _check_int(params: DiffusionParameters, name: str, *, minimum: int) -> None:
 
 def _check_real(params: DiffusionParameters, name: str) -> None:
     value = getattr(params, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name}={value!r} must be finite")

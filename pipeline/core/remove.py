@@ -29,6 +29,9 @@ def validate_image(image, *, channel_axis: int | None = None) -> np.ndarray:
         For a wrong number of dimensions, an empty or too small image, or one with no
         finite pixel.
     """
+    if np.ma.isMaskedArray(image):
+        # Masked entries are masked data, exactly as NaN pixels are.
+        image = image.astype(np.float64).filled(np.nan)
     array = np.asarray(image)
     if array.dtype.kind == "c":
         raise TypeError("image is complex; star removal needs real-valued intensities")
@@ -72,9 +75,9 @@ def prepare_plane(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Return a float64 working copy with masked pixels filled, and the mask.
 
     Non-finite pixels are masked data.  They are filled with the value of the nearest
-    finite pixel, which adds no gradient and so no asymmetry or flux around them,
-    then restored after the run, so they neither spread nor change their neighbours
-    beyond that.
+    finite pixel, which adds little asymmetry around them, the diffusion exchanges no
+    flux with them (see :class:`~pipeline.core.diffusion.DiffusionRun`), and their
+    original values are restored after the run, so they neither spread nor leak.
     """
     work = np.array(plane, dtype=np.float64, order="C", copy=True)
     finite = np.isfinite(work)
@@ -106,7 +109,7 @@ def background_for(work: np.ndarray, params: DiffusionParameters,
 def _run_plane(plane, params, record) -> DiffusionResult:
     work, mask = prepare_plane(plane)
     bavg, noise = background_for(work, params, mask)
-    result = diffuse(work, params, bavg=bavg, noise=noise, record=record)
+    result = diffuse(work, params, bavg=bavg, noise=noise, masked=mask, record=record)
     if mask is not None:
         result.image[mask] = plane[mask]
     return result
