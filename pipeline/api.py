@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters
-from pipeline.core.remove import remove_stars_array
+from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_parameters
+from pipeline.core.remove import remove_stars_array, validate_dtype
 
 __all__ = ["remove_stars"]
 
@@ -13,6 +13,7 @@ def remove_stars(
     *,
     preset: str | DiffusionParameters = DEFAULT_PRESET,
     channel_axis: int | None = None,
+    halo: int | None = None,
     **overrides,
 ):
     """Remove background stars from one image by asymmetry-driven diffusion.
@@ -25,23 +26,30 @@ def remove_stars(
 
     Parameters
     ----------
-    image : array_like
+    image : array_like, dask.array.Array or xarray.DataArray
         2-D image (any real dtype).  Non-finite pixels are masked data: they stay as
-        they are and do not affect their neighbours' results.
+        they are and exchange no flux with their neighbours.  A Dask array is
+        processed tile by tile (its chunks) and the result is lazy, with the same
+        chunks; a DataArray keeps its dims, coords and attrs.
     preset : str or DiffusionParameters, optional
         ``"paper"`` (default): the paper's parameters with the background measured on
         the image and a formulation that stays finite on sky-subtracted data.
         ``"reference"``: the authors' code, reproduced to 1e-9 (bavg = 46).
     channel_axis : int, optional
-        If given, ``image`` is 3-D and each channel is processed on its own.
+        If given, ``image`` is 3-D and each channel is processed on its own
+        (NumPy input).
+    halo : int, optional
+        Halo of the tiles of a Dask input, in pixels; by default from ``n_iter``
+        (:func:`pipeline.tiling.default_halo`).
     **overrides
         Any field of :class:`~pipeline.DiffusionParameters`, e.g. ``n_iter=200``,
         ``bavg=46.0``, ``gamma=0.25``.
 
     Returns
     -------
-    ndarray of float64
-        The starless image, same shape as ``image``.  ``image - result`` is the stars.
+    ndarray, dask.array.Array or xarray.DataArray of float64
+        The starless image, same shape (and type) as ``image``.  ``image - result`` is
+        the stars.
 
     Raises
     ------
@@ -68,4 +76,29 @@ def remove_stars(
     >>> bool(starless[32, 32] < 100.0)
     True
     """
+    if _is_dataarray(image):
+        data = remove_stars(image.data, preset=preset, channel_axis=channel_axis,
+                            halo=halo, **overrides)
+        return image.copy(data=data)
+    if _is_dask(image):
+        # Imported here: the NumPy path must not pay for Dask's import.
+        from pipeline.tiling import remove_stars_dask
+
+        params = resolve_parameters(preset, **overrides)
+        if channel_axis is not None:
+            raise ValueError("channel_axis is supported for NumPy input only; "
+                             "process a Dask cube plane by plane")
+        validate_dtype(image.dtype)
+        return remove_stars_dask(image, params, halo=halo).starless
+    if halo is not None:
+        raise TypeError("halo applies to Dask input only")
     return remove_stars_array(image, preset=preset, channel_axis=channel_axis, **overrides)
+
+
+def _is_dask(image) -> bool:
+    return type(image).__module__.startswith("dask.")
+
+
+def _is_dataarray(image) -> bool:
+    return type(image).__name__ == "DataArray" and type(image).__module__.startswith(
+        "xarray.")

@@ -91,22 +91,3 @@ def test_vectorised_exp_is_accurate_to_an_ulp_or_two():
     special = np.array([np.inf, -np.inf, np.nan, 1000.0, -1000.0])
     kernels._exp_row(special, out[:5], np.empty(5))
     np.testing.assert_array_equal(out[:5], [np.inf, 0.0, np.nan, np.inf, 0.0])
-
-
-def test_local_threshold_is_the_windowed_mean_over_signal_pixels():
-    from pipeline.core.diffusion import window_count
-
-    rng = np.random.default_rng(0)
-    signal = rng.random((70, 90)) < 0.3
-    signal[:, 60:] = False  # a region with no signal pixel within reach
-    rbar = rng.random((70, 90))
-    box = np.ones((15, 15))
-    count = window_count(signal, 15)
-    np.testing.assert_array_equal(
-        count, ndimage.correlate(signal.astype(int), box.astype(int), mode="constant"))
-    theta = np.empty_like(rbar)
-    kernels.local_threshold(rbar, signal, 15, count, theta)
-    total = ndimage.correlate(np.where(signal, rbar, 0.0), box, mode="constant")
-    expected = np.where(count > 0, total / np.maximum(count, 1), np.inf)
-    assert np.isinf(theta[:, 68:]).all()
-    np.testing.assert_allclose(theta, expected, rtol=1e-12, atol=1e-12)

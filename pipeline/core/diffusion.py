@@ -68,9 +68,8 @@ class Diagnostics:
         ``None`` before enough history exists.
     local_stop : ndarray
         Stop map ``B`` after the iteration: 0 where diffusion is switched off (Fig. 6).
-    theta : float or ndarray
-        The stop threshold of the iteration (inf when nothing can be protected), a map
-        when the preset uses a local threshold.
+    theta : float
+        The stop threshold of the iteration (inf when nothing can be protected).
     """
 
     iteration: int
@@ -182,9 +181,6 @@ class DiffusionRun:
             self._closed[:, :-1][masked[:, 1:]] |= 2
         self._labeller = kernels.StopLabeller(shape)
         self._threshold_mask = self.signal
-        if params.theta_window is not None:
-            self._signal_count = window_count(self.signal, params.theta_window)
-            self._theta = np.empty(shape)
         if core is not None:
             self._threshold_mask = np.zeros(shape, bool)
             self._threshold_mask[core] = self.signal[core]
@@ -216,19 +212,8 @@ class DiffusionRun:
             return 0.0, 0
         return float(self._row_sums.sum()), int(self._row_counts.sum())
 
-    def local_threshold(self) -> np.ndarray:
-        """Per-pixel threshold: mean residue over the signal pixels of the window.
-
-        Both means are over the same window with zeros outside the frame, so their
-        ratio is the mean over the in-frame signal pixels, also at the frame's edges;
-        a window without signal pixels gives inf (nothing there can be protected).
-        """
-        kernels.local_threshold(self._rbar, self.signal, self.params.theta_window,
-                                self._signal_count, self._theta)
-        return self._theta
-
-    def apply_stop(self, theta) -> None:
-        """Label the residue above ``theta`` (scalar or map) and update the stop map."""
+    def apply_stop(self, theta: float) -> None:
+        """Label the residue above ``theta`` and update the stop map."""
         self._labeller(self._rbar, theta, self.params.group_size, self.background,
                        self.stop)
 
@@ -236,24 +221,6 @@ class DiffusionRun:
     def relative_residue(self) -> np.ndarray:
         """Averaged, clipped relative residue of the last iteration (a copy)."""
         return self._rbar.copy()
-
-
-def window_count(mask: np.ndarray, window: int) -> np.ndarray:
-    """Number of true pixels in the ``window`` x ``window`` box on each pixel.
-
-    Counted from an integral image, in integers, so it is exact whatever the tiling;
-    the box is cut at the image's edges.
-    """
-    half = window // 2
-    h, w = mask.shape
-    integral = np.zeros((h + 1, w + 1), np.int64)
-    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
-    rows = np.arange(h)
-    cols = np.arange(w)
-    top, bottom = np.clip(rows - half, 0, h), np.clip(rows + half + 1, 0, h)
-    left, right = np.clip(cols - half, 0, w), np.clip(cols + half + 1, 0, w)
-    return (integral[bottom][:, right] - integral[top][:, right]
-            - integral[bottom][:, left] + integral[top][:, left])
 
 
 def threshold_from(total: float, count: int) -> float:
@@ -304,10 +271,7 @@ def diffuse(
         asymmetry = kernels.multiscale_asymmetry(run.image, params.q) if t in wanted else None
         total, count = run.step()
         if run.stop_ready:
-            if params.theta_window is None:
-                theta = threshold_from(total, count)
-            else:
-                theta = run.local_threshold()
+            theta = threshold_from(total, count)
             run.apply_stop(theta)
         if asymmetry is not None:
             diagnostics[t] = Diagnostics(

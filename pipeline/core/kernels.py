@@ -353,13 +353,12 @@ def _find_runs(rbar, theta, starts, ends, counts):
     h, w = rbar.shape
     for i in prange(h):
         row = rbar[i]
-        th = theta[i]
         n = 0
         j = 0
         while j < w:
-            if row[j] > th[j]:
+            if row[j] > theta:
                 start = j
-                while j < w and row[j] > th[j]:
+                while j < w and row[j] > theta:
                     j += 1
                 starts[i, n] = start
                 ends[i, n] = j
@@ -464,61 +463,8 @@ class StopLabeller:
         self.nparts = max(1, min(numba.get_num_threads(), h // 16))
 
     def __call__(self, rbar, theta, group_size, background, stop):
-        """``theta`` is the frame's threshold or a per-pixel map of it."""
-        if np.ndim(theta) == 0:
-            theta = np.broadcast_to(np.float64(theta), rbar.shape)
         _find_runs(rbar, theta, self.starts, self.ends, self.counts)
         _merge_runs(self.starts, self.ends, self.counts, self.offsets, self.parent,
                     self.sizes, self.root_of, self.nparts)
         _paint_stop(self.starts, self.ends, self.counts, self.offsets, self.root_of,
                     self.sizes, group_size, background, stop)
-
-
-@njit(parallel=True, **_JIT)
-def local_threshold(rbar, signal, window, signal_count, theta):
-    """``theta`` = mean of ``rbar`` over the signal pixels of the window on each pixel.
-
-    ``signal_count`` is the number of signal pixels in each pixel's window (zero
-    outside the frame).  Sums run as sliding windows restarted every band of rows and
-    on every row, so rounding does not accumulate across the frame; windows without
-    a signal pixel give inf (nothing can be protected there).
-    """
-    h, w = rbar.shape
-    half = window // 2
-    column_sums = np.empty((h, w))
-    nbands = (h + BAND_ROWS - 1) // BAND_ROWS
-    for band in prange(nbands):
-        r0 = band * BAND_ROWS
-        r1 = min(r0 + BAND_ROWS, h)
-        acc = np.zeros(w)
-        for k in range(max(r0 - half, 0), min(r0 + half + 1, h)):
-            row, sig = rbar[k], signal[k]
-            for j in range(w):
-                acc[j] += row[j] if sig[j] else 0.0
-        column_sums[r0] = acc
-        for i in range(r0 + 1, r1):
-            enter = i + half
-            leave = i - half - 1
-            if enter < h:
-                row, sig = rbar[enter], signal[enter]
-                for j in range(w):
-                    acc[j] += row[j] if sig[j] else 0.0
-            if leave >= 0:
-                row, sig = rbar[leave], signal[leave]
-                for j in range(w):
-                    acc[j] -= row[j] if sig[j] else 0.0
-            column_sums[i] = acc
-    for i in prange(h):
-        col = column_sums[i]
-        count = signal_count[i]
-        out = theta[i]
-        total = 0.0
-        for j in range(min(half + 1, w)):
-            total += col[j]
-        for j in range(w):
-            if j > 0:
-                if j + half < w:
-                    total += col[j + half]
-                if j - half - 1 >= 0:
-                    total -= col[j - half - 1]
-            out[j] = max(total, 0.0) / count[j] if count[j] > 0 else np.inf

@@ -11,11 +11,21 @@ from pipeline.core.background import estimate_background
 from pipeline.core.diffusion import DiffusionResult, diffuse
 from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_parameters
 
-__all__ = ["remove_stars_array", "diagnose", "validate_image", "prepare_plane",
+__all__ = ["remove_stars_array", "diagnose", "validate_image", "validate_dtype",
+           "prepare_plane",
            "background_for"]
 
 #: Smallest side the method's neighbourhoods make sense on.
 MIN_SIDE = 3
+
+
+def validate_dtype(dtype) -> None:
+    """Raise ``TypeError`` unless ``dtype`` holds real intensities."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise TypeError("image is complex; star removal needs real-valued intensities")
+    if dtype.kind not in "uif":
+        raise TypeError(f"image has dtype {dtype}; expected integer or float pixels")
 
 
 def validate_image(image, *, channel_axis: int | None = None) -> np.ndarray:
@@ -33,10 +43,7 @@ def validate_image(image, *, channel_axis: int | None = None) -> np.ndarray:
         # Masked entries are masked data, exactly as NaN pixels are.
         image = image.astype(np.float64).filled(np.nan)
     array = np.asarray(image)
-    if array.dtype.kind == "c":
-        raise TypeError("image is complex; star removal needs real-valued intensities")
-    if array.dtype.kind not in "uif":
-        raise TypeError(f"image has dtype {array.dtype}; expected integer or float pixels")
+    validate_dtype(array.dtype)
     if channel_axis is not None:
         if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
             raise TypeError(f"channel_axis must be an integer, got {channel_axis!r}")
@@ -90,12 +97,14 @@ def prepare_plane(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return work, mask
 
 
-def background_for(work: np.ndarray, params: DiffusionParameters,
-                   mask: np.ndarray | None) -> tuple[float, float]:
-    """``(bavg, noise)``: the preset's fixed bavg or one measured on the image."""
+def background_for(plane: np.ndarray, params: DiffusionParameters) -> tuple[float, float]:
+    """``(bavg, noise)``: the preset's fixed bavg or one measured on the image.
+
+    ``plane`` is the input as given; its non-finite pixels are ignored.
+    """
     if params.bavg is not None and params.formulation == "reference":
         return params.bavg, 0.0  # the reference formulation has no use for the noise
-    level, noise = estimate_background(work, mask=mask)
+    level, noise = estimate_background(plane)
     if params.bavg is not None:
         return params.bavg, noise
     if params.formulation == "reference" and not level > 0:
@@ -108,7 +117,7 @@ def background_for(work: np.ndarray, params: DiffusionParameters,
 
 def _run_plane(plane, params, record) -> DiffusionResult:
     work, mask = prepare_plane(plane)
-    bavg, noise = background_for(work, params, mask)
+    bavg, noise = background_for(plane, params)
     result = diffuse(work, params, bavg=bavg, noise=noise, masked=mask, record=record)
     if mask is not None:
         result.image[mask] = plane[mask]
