@@ -217,6 +217,25 @@ class DiffusionRun:
         self._labeller(self._rbar, theta, self.params.group_size, self.background,
                        self.stop)
 
+    #: The arrays that, with ``iteration``, are the whole evolving state of a run; the
+    #: rest (the input's 3x3 mean, the maps, the mask) follows from the input.
+    STATE_FIELDS = ("image", "mean3", "r_prev", "history", "rbar", "stop")
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The evolving state (views, not copies), for checkpoints."""
+        return {"image": self.image, "mean3": self._mean3, "r_prev": self._r_prev,
+                "history": self._history, "rbar": self._rbar, "stop": self.stop}
+
+    def restore(self, state: dict[str, np.ndarray], iteration: int) -> None:
+        """Continue from a state saved by :meth:`state` after ``iteration`` iterations."""
+        for name, target in self.state().items():
+            source = np.asarray(state[name])
+            if source.shape != target.shape:
+                raise ValueError(f"checkpoint field {name!r} has shape {source.shape}, "
+                                 f"expected {target.shape}")
+            target[...] = source
+        self.iteration = int(iteration)
+
     @property
     def relative_residue(self) -> np.ndarray:
         """Averaged, clipped relative residue of the last iteration (a copy)."""

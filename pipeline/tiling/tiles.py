@@ -173,7 +173,7 @@ class _Tile:
     def __init__(self, frame, core, ext, params, stats):
         start = time.perf_counter()
         self.core, self.ext = core, ext
-        self.block = frame[ext[0]:ext[1], ext[2]:ext[3]]
+        self.block = np.asarray(frame[ext[0]:ext[1], ext[2]:ext[3]])
         work, self.mask = prepare_plane(self.block)
         _, signal, background = classification_maps(work, stats, params)
         self.inner = _core_in_block(core, ext)
@@ -181,11 +181,31 @@ class _Tile:
                                 core=self.inner, masked=self.mask)
         self.seconds = time.perf_counter() - start
 
-    def timed(self, method, *args):
+    def step(self):
         start = time.perf_counter()
-        out = method(*args)
+        partial = self.run.step()
         self.seconds += time.perf_counter() - start
-        return out
+        return partial
+
+    def apply_stop(self, theta):
+        start = time.perf_counter()
+        self.run.apply_stop(theta)
+        self.seconds += time.perf_counter() - start
+
+    def core_state(self) -> dict[str, np.ndarray]:
+        """The evolving state over the core (what a checkpoint keeps)."""
+        return {name: array[..., self.inner[0], self.inner[1]]
+                for name, array in self.run.state().items()}
+
+    def restore(self, read, iteration):
+        """Load the state of the whole extended block from a frame-wide checkpoint.
+
+        The halo takes the neighbouring cores' values, that is the frame's state,
+        which is what an uninterrupted run's halo approximates.
+        """
+        rows, cols = slice(self.ext[0], self.ext[1]), slice(self.ext[2], self.ext[3])
+        self.run.restore({name: read(name, rows, cols)
+                          for name in DiffusionRun.STATE_FIELDS}, iteration)
 
     def core_result(self) -> np.ndarray:
         out = self.run.image
@@ -206,24 +226,50 @@ class _Tile:
         )
 
 
-def lockstep_diffuse(frame, *, params, scalars, chunks, halo):
+def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
+                     progress=None):
     """Diffuse the tiles of ``frame`` in lockstep with the frame's stop threshold.
 
-    A plain NumPy function: ``frame`` is the whole 2-D array, ``chunks`` the Dask
-    chunk sizes along each axis (the tiles' cores).  Returns ``(starless, metrics)``
-    with ``metrics`` a list of :class:`TileMetrics`.
+    A plain NumPy function: ``frame`` is the whole 2-D array (or anything sliceable
+    into NumPy blocks, such as a Zarr array), ``chunks`` the Dask chunk sizes along
+    each axis (the tiles' cores).  Returns ``(starless, metrics)`` with ``metrics`` a
+    list of :class:`TileMetrics`.
+
+    Parameters
+    ----------
+    checkpoint : object, optional
+        Resumable runs.  ``checkpoint.every`` is the number of iterations between
+        saves; ``checkpoint.load()`` returns ``None`` or ``(iteration, read)`` where
+        ``read(name, rows, cols)`` returns a saved state field over a frame region;
+        ``checkpoint.save(iteration, parts)`` stores ``parts``, an iterable of
+        ``(core bounds, {field: core array})``, and must only make the iteration
+        visible to ``load`` once everything is written.
+    progress : callable, optional
+        Called with the number of iterations done after each iteration.
     """
-    frame = np.asarray(frame)
     stats = statistics_from(params, k=scalars.k, bavg=scalars.bavg, noise=scalars.noise)
     tiles = [_Tile(frame, core, ext, params, stats)
              for core, ext in tile_grid(chunks, frame.shape, halo)]
-    for _ in range(params.n_iter):
-        partials = [tile.timed(tile.run.step) for tile in tiles]
+    done = 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        done, read = saved
+        for tile in tiles:
+            tile.restore(read, done)
+        if progress is not None:
+            progress(done)
+    for iteration in range(done + 1, params.n_iter + 1):
+        partials = [tile.step() for tile in tiles]
         if tiles[0].run.stop_ready:
             theta = threshold_from(sum(p[0] for p in partials),
                                    sum(p[1] for p in partials))
             for tile in tiles:
-                tile.timed(tile.run.apply_stop, theta)
+                tile.apply_stop(theta)
+        if checkpoint is not None and iteration % checkpoint.every == 0 \
+                and iteration < params.n_iter:
+            checkpoint.save(iteration, ((tile.core, tile.core_state()) for tile in tiles))
+        if progress is not None:
+            progress(iteration)
     starless = np.empty(frame.shape)
     for tile in tiles:
         starless[tile.core[0]:tile.core[1], tile.core[2]:tile.core[3]] = tile.core_result()

@@ -1,0 +1,122 @@
+"""Checkpoints of a running diffusion, so that a killed run can resume.
+
+A checkpoint is a folder beside the output, ``<output>.checkpoint/``, holding the
+frame-wide state of the run (the fields of
+:attr:`pipeline.core.diffusion.DiffusionRun.STATE_FIELDS`) as Zarr arrays chunked like
+the tiles.  Two copies, ``a`` and ``b``, alternate: a save writes the copy that the
+last good checkpoint does not use, and only then replaces ``pointer.json`` (atomically,
+with ``os.replace``) to name it.  A run killed in the middle of a save therefore
+leaves the previous checkpoint intact, and nothing half-written is ever read.
+
+The pointer also records a fingerprint of the run (input hash, parameters, chunking,
+halo); a checkpoint whose fingerprint differs is ignored rather than resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import zarr
+
+__all__ = ["ZarrCheckpoint", "checkpoint_path"]
+
+_FIELDS = ("image", "mean3", "r_prev", "history", "rbar", "stop")
+
+
+def checkpoint_path(output: str | os.PathLike) -> Path:
+    """Folder of the checkpoint of the run that writes ``output``."""
+    output = Path(output)
+    return output.with_name(output.name + ".checkpoint")
+
+
+class ZarrCheckpoint:
+    """Double-buffered Zarr checkpoint of a lockstep run (see the module notes).
+
+    Parameters
+    ----------
+    path : path-like
+        The checkpoint folder (see :func:`checkpoint_path`).
+    shape : tuple of int
+        Frame shape.
+    chunks : tuple of int
+        Tile (core) size along each axis, for chunk-aligned writes.
+    history : int
+        Number of residues in the run's history.
+    every : int
+        Iterations between saves.
+    fingerprint : dict
+        JSON-able description of the run; a checkpoint is resumed only by a run with
+        the same fingerprint.
+    """
+
+    def __init__(self, path, *, shape, chunks, history, every, fingerprint):
+        if int(every) < 1:
+            raise ValueError(f"checkpoint interval {every} must be >= 1")
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.chunks = tuple(int(c) for c in chunks)
+        self.history = int(history)
+        self.every = int(every)
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
+
+    # ------------------------------------------------------------------ pointer
+    def _pointer(self) -> dict | None:
+        try:
+            pointer = json.loads((self.path / "pointer.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if pointer.get("fingerprint") != self.fingerprint:
+            return None
+        return pointer
+
+    def _write_pointer(self, pointer: dict) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".pointer-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(pointer, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path / "pointer.json")
+
+    # ------------------------------------------------------------------ protocol
+    def load(self):
+        """``(iteration, read)`` of the last complete checkpoint, or ``None``."""
+        pointer = self._pointer()
+        if pointer is None:
+            return None
+        group = zarr.open_group(str(self.path / pointer["copy"]), mode="r")
+
+        def read(name, rows, cols):
+            return group[name][..., rows, cols]
+
+        return int(pointer["iteration"]), read
+
+    def save(self, iteration: int, parts) -> None:
+        """Write the state of every tile's core, then point to it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        pointer = self._pointer()
+        copy = "b" if pointer is not None and pointer["copy"] == "a" else "a"
+        group = zarr.open_group(str(self.path / copy), mode="a")
+        for core, state in parts:
+            rows, cols = slice(core[0], core[1]), slice(core[2], core[3])
+            for name in _FIELDS:
+                value = state[name]
+                if name not in group:
+                    lead = value.shape[:-2]
+                    group.create_array(name, shape=lead + self.shape, dtype=value.dtype,
+                                       chunks=lead + self.chunks, overwrite=True)
+                group[name][..., rows, cols] = value
+        self._write_pointer({"iteration": int(iteration), "copy": copy,
+                             "fingerprint": self.fingerprint})
+
+    def remove(self) -> None:
+        """Delete the checkpoint (after the output is complete)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def iteration(self) -> int | None:
+        """Iteration of the last complete checkpoint, if any."""
+        pointer = self._pointer()
+        return None if pointer is None else int(pointer["iteration"])
