@@ -12,7 +12,8 @@ the traceback.  Anything else is a bug and propagates with its traceback.
 Subcommands:
 
 - ``destar reproduce-paper``: recompute the paper's Table 2 and a Figure-7-like panel;
-- ``destar demo``: remove the stars of a simulated survey frame and score the result.
+- ``destar demo``: remove the stars of a simulated survey frame and score the result;
+- ``destar remove``: remove the stars of one image file (:mod:`pipeline.run`).
 """
 
 from __future__ import annotations
@@ -131,9 +132,77 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- remove
+def _chunk_arg(text: str):
+    """``--chunk``: a positive integer or 'full'."""
+    if text.strip().lower() == "full":
+        return "full"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of pixels or 'full', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {value}")
+    return value
+
+
+def _hdu_arg(text: str):
+    """``--hdu``: an index or an EXTNAME."""
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def add_remove_parser(subparsers, parents) -> None:
+    p = subparsers.add_parser(
+        "remove",
+        parents=parents,
+        help="remove the stars of one image file",
+        description=(
+            "Remove the background stars of one image and write the starless image.  "
+            "The output's extension chooses the format: .zarr (starless, stars, mask, "
+            "per-tile metrics and provenance), .fits (input header and WCS kept, "
+            "parameters as DS_* keywords), .tif, .npy, or a .png/.jpg picture."
+        ),
+    )
+    p.add_argument("input", metavar="INPUT",
+                   help="FITS, TIFF, PNG/JPEG or NPY image (never modified)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file or store (.zarr, .fits, .tif, .png, .jpg, .npy)")
+    p.add_argument("--chunk", type=_chunk_arg, default=None, metavar="N|full",
+                   help="tile side in pixels, or 'full' for one tile (default: whole "
+                        "axes up to 4096 px, else 2048-px tiles)")
+    p.add_argument("--preset", default="paper",
+                   help="parameter preset: paper or reference (default: %(default)s)")
+    p.add_argument("--n-iter", type=int, default=None, metavar="N",
+                   help="diffusion iterations (default: the preset's)")
+    p.add_argument("--hdu", type=_hdu_arg, default=None, metavar="H",
+                   help="FITS HDU index or EXTNAME (default: the first with image data)")
+    p.add_argument("--plane", type=int, default=None, metavar="P",
+                   help="plane of a 3-D cube or stack")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no summary")
+    p.set_defaults(func=cmd_remove)
+
+
+def cmd_remove(args) -> int:
+    from pipeline import run
+
+    overrides = {} if args.n_iter is None else {"n_iter": args.n_iter}
+    summary = run.remove_stars_file(
+        args.input, args.output, preset=args.preset, overrides=overrides,
+        chunk=args.chunk, hdu=args.hdu, plane=args.plane, overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(run.format_summary(summary))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser, main
 #: Subcommands in the order they are listed by ``destar --help``.
-SUBCOMMANDS = (add_reproduce_paper_parser, add_demo_parser)
+SUBCOMMANDS = (add_reproduce_paper_parser, add_demo_parser, add_remove_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,9 @@
 - :func:`write_image`: atomic output in the format of the extension; FITS output keeps
   the input header and WCS and adds parameter cards and HISTORY.
 - :func:`sha256_file`: streaming hash of a file.
+- :func:`write_store` / :func:`open_store` / :func:`store_is_complete`: one frame's
+  result (starless, stars, mask, per-tile metrics, provenance) as a Zarr v3 store
+  (:mod:`pipeline.io.store`).
 
 Read failures raise :class:`ImageReadError` (a ``ValueError``; the missing-file and
 non-numeric cases are also ``FileNotFoundError`` / ``TypeError``) with a one-line message
@@ -17,6 +20,7 @@ from pipeline.io.errors import ImageNotFoundError, ImageReadError, ImageTypeErro
 from pipeline.io.hashing import sha256_file
 from pipeline.io.meta import EXTENSIONS, ImageMeta, image_format
 from pipeline.io.reading import read_image
+from pipeline.io.store import open_store, split_stars, store_is_complete, write_store
 from pipeline.io.writing import (
     STRUCTURAL_KEYWORDS,
     clean_header,
@@ -41,4 +45,8 @@ __all__ = [
     "drop_extra_wcs_axes",
     "fits_output_dtype",
     "STRUCTURAL_KEYWORDS",
+    "write_store",
+    "open_store",
+    "store_is_complete",
+    "split_stars",
 ]
