@@ -3,10 +3,13 @@
 A checkpoint is a folder beside the output, ``<output>.checkpoint/``, holding the
 frame-wide state of the run (the fields of
 :attr:`pipeline.core.diffusion.DiffusionRun.STATE_FIELDS`) as Zarr arrays chunked like
-the tiles.  Two copies, ``a`` and ``b``, alternate: a save writes the copy that the
-last good checkpoint does not use, and only then replaces ``pointer.json`` (atomically,
-with ``os.replace``) to name it.  A run killed in the middle of a save therefore
-leaves the previous checkpoint intact, and nothing half-written is ever read.
+the tiles, so every tile writes its own core (also from a cluster worker, given a
+shared file system).  Two copies, ``a`` and ``b``, alternate from one save to the
+next: a save writes the copy that the last good checkpoint does not use, and only
+once every tile has written does :meth:`ZarrCheckpoint.commit` replace
+``pointer.json`` (atomically, with ``os.replace``) to name it.  A run killed in the
+middle of a save therefore leaves the previous checkpoint intact, and nothing
+half-written is ever read.
 
 The pointer also records a fingerprint of the run (input hash, parameters, chunking,
 halo); a checkpoint whose fingerprint differs is ignored rather than resumed.
@@ -23,8 +26,6 @@ from pathlib import Path
 import zarr
 
 __all__ = ["ZarrCheckpoint", "checkpoint_path"]
-
-_FIELDS = ("image", "mean3", "r_prev", "history", "rbar", "stop")
 
 
 def checkpoint_path(output: str | os.PathLike) -> Path:
@@ -94,22 +95,32 @@ class ZarrCheckpoint:
 
         return int(pointer["iteration"]), read
 
-    def save(self, iteration: int, parts) -> None:
-        """Write the state of every tile's core, then point to it."""
+    def _copy(self, iteration: int) -> str:
+        # Consecutive saves are `every` iterations apart, so they alternate copies.
+        return "ab"[(int(iteration) // self.every) % 2]
+
+    def prepare(self, iteration: int, layout) -> None:
+        """Create the arrays of the copy that the save at ``iteration`` writes.
+
+        ``layout`` maps each field to ``(leading shape, dtype)``; the frame's two
+        axes follow the leading ones.
+        """
         self.path.mkdir(parents=True, exist_ok=True)
-        pointer = self._pointer()
-        copy = "b" if pointer is not None and pointer["copy"] == "a" else "a"
-        group = zarr.open_group(str(self.path / copy), mode="a")
-        for core, state in parts:
-            rows, cols = slice(core[0], core[1]), slice(core[2], core[3])
-            for name in _FIELDS:
-                value = state[name]
-                if name not in group:
-                    lead = value.shape[:-2]
-                    group.create_array(name, shape=lead + self.shape, dtype=value.dtype,
-                                       chunks=lead + self.chunks, overwrite=True)
-                group[name][..., rows, cols] = value
-        self._write_pointer({"iteration": int(iteration), "copy": copy,
+        group = zarr.open_group(str(self.path / self._copy(iteration)), mode="a")
+        for name, (lead, dtype) in layout.items():
+            group.create_array(name, shape=tuple(lead) + self.shape, dtype=dtype,
+                               chunks=tuple(lead) + self.chunks, overwrite=True)
+
+    def write_part(self, iteration: int, core, state) -> None:
+        """Write one tile's core state (``core`` = (row0, row1, col0, col1))."""
+        group = zarr.open_group(str(self.path / self._copy(iteration)), mode="r+")
+        rows, cols = slice(core[0], core[1]), slice(core[2], core[3])
+        for name, value in state.items():
+            group[name][..., rows, cols] = value
+
+    def commit(self, iteration: int) -> None:
+        """Make the save at ``iteration`` the one :meth:`load` returns."""
+        self._write_pointer({"iteration": int(iteration), "copy": self._copy(iteration),
                              "fingerprint": self.fingerprint})
 
     def remove(self) -> None:

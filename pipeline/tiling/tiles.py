@@ -170,10 +170,10 @@ def _core_in_block(core, ext):
 class _Tile:
     """One tile's diffusion state and bookkeeping during a lockstep run."""
 
-    def __init__(self, frame, core, ext, params, stats):
+    def __init__(self, block, core, ext, params, stats):
         start = time.perf_counter()
         self.core, self.ext = core, ext
-        self.block = np.asarray(frame[ext[0]:ext[1], ext[2]:ext[3]])
+        self.block = np.asarray(block)
         work, self.mask = prepare_plane(self.block)
         _, signal, background = classification_maps(work, stats, params)
         self.inner = _core_in_block(core, ext)
@@ -192,20 +192,28 @@ class _Tile:
         self.run.apply_stop(theta)
         self.seconds += time.perf_counter() - start
 
-    def core_state(self) -> dict[str, np.ndarray]:
-        """The evolving state over the core (what a checkpoint keeps)."""
-        return {name: array[..., self.inner[0], self.inner[1]]
+    def state_layout(self) -> dict:
+        """``{field: (leading shape, dtype)}`` of the evolving state."""
+        return {name: (array.shape[:-2], array.dtype.str)
                 for name, array in self.run.state().items()}
 
-    def restore(self, read, iteration):
-        """Load the state of the whole extended block from a frame-wide checkpoint.
+    def save_core(self, checkpoint, iteration) -> None:
+        """Write the evolving state over the core into the checkpoint."""
+        checkpoint.write_part(iteration, self.core,
+                              {name: array[..., self.inner[0], self.inner[1]]
+                               for name, array in self.run.state().items()})
+
+    def restore(self, checkpoint) -> int:
+        """Load the extended block's state from the last checkpoint; its iteration.
 
         The halo takes the neighbouring cores' values, that is the frame's state,
         which is what an uninterrupted run's halo approximates.
         """
+        iteration, read = checkpoint.load()
         rows, cols = slice(self.ext[0], self.ext[1]), slice(self.ext[2], self.ext[3])
         self.run.restore({name: read(name, rows, cols)
                           for name in DiffusionRun.STATE_FIELDS}, iteration)
+        return iteration
 
     def core_result(self) -> np.ndarray:
         out = self.run.image
@@ -226,8 +234,18 @@ class _Tile:
         )
 
 
+def _call_all(tiles, method, *args):
+    """Call ``method`` on every tile and wait for all the results.
+
+    Tiles are local objects or Dask actors (whose calls return futures): every call
+    is issued before the first result is awaited, so actors work in parallel.
+    """
+    calls = [getattr(tile, method)(*args) for tile in tiles]
+    return [call.result() if hasattr(call, "result") else call for call in calls]
+
+
 def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
-                     progress=None):
+                     progress=None, client=None):
     """Diffuse the tiles of ``frame`` in lockstep with the frame's stop threshold.
 
     A plain NumPy function: ``frame`` is the whole 2-D array (or anything sliceable
@@ -238,42 +256,53 @@ def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
     Parameters
     ----------
     checkpoint : object, optional
-        Resumable runs.  ``checkpoint.every`` is the number of iterations between
-        saves; ``checkpoint.load()`` returns ``None`` or ``(iteration, read)`` where
-        ``read(name, rows, cols)`` returns a saved state field over a frame region;
-        ``checkpoint.save(iteration, parts)`` stores ``parts``, an iterable of
-        ``(core bounds, {field: core array})``, and must only make the iteration
-        visible to ``load`` once everything is written.
+        Resumable runs, e.g. :class:`pipeline.io.checkpoint.ZarrCheckpoint`:
+        ``every`` (iterations between saves), ``load()`` (``None`` or
+        ``(iteration, read)``), ``prepare(iteration, layout)``,
+        ``write_part(iteration, core, state)`` and ``commit(iteration)``, which must
+        make a save visible to ``load`` only once every part is written.
     progress : callable, optional
-        Called with the number of iterations done after each iteration.
+        Called with the number of iterations done, after each iteration.
+    client : distributed.Client, optional
+        Run each tile as a Dask actor on the client's workers: the tiles' states stay
+        on the workers and only the threshold's partial sums travel every iteration.
     """
     stats = statistics_from(params, k=scalars.k, bavg=scalars.bavg, noise=scalars.noise)
-    tiles = [_Tile(frame, core, ext, params, stats)
-             for core, ext in tile_grid(chunks, frame.shape, halo)]
+    grid = tile_grid(chunks, frame.shape, halo)
+    blocks = [frame[ext[0]:ext[1], ext[2]:ext[3]] for _, ext in grid]
+    if client is None:
+        tiles = [_Tile(block, core, ext, params, stats)
+                 for block, (core, ext) in zip(blocks, grid)]
+    else:
+        futures = [client.submit(_Tile, np.asarray(block), core, ext, params, stats,
+                                 actor=True, pure=False)
+                   for block, (core, ext) in zip(blocks, grid)]
+        tiles = [future.result() for future in futures]
     done = 0
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        done, read = saved
-        for tile in tiles:
-            tile.restore(read, done)
+    if checkpoint is not None and checkpoint.load() is not None:
+        done = _call_all(tiles, "restore", checkpoint)[0]
         if progress is not None:
             progress(done)
+    layout = None
     for iteration in range(done + 1, params.n_iter + 1):
-        partials = [tile.step() for tile in tiles]
-        if tiles[0].run.stop_ready:
+        partials = _call_all(tiles, "step")
+        if iteration >= params.residue_history + 1:
             theta = threshold_from(sum(p[0] for p in partials),
                                    sum(p[1] for p in partials))
-            for tile in tiles:
-                tile.apply_stop(theta)
+            _call_all(tiles, "apply_stop", theta)
         if checkpoint is not None and iteration % checkpoint.every == 0 \
                 and iteration < params.n_iter:
-            checkpoint.save(iteration, ((tile.core, tile.core_state()) for tile in tiles))
+            layout = layout or _call_all(tiles[:1], "state_layout")[0]
+            checkpoint.prepare(iteration, layout)
+            _call_all(tiles, "save_core", checkpoint, iteration)
+            checkpoint.commit(iteration)
         if progress is not None:
             progress(iteration)
     starless = np.empty(frame.shape)
-    for tile in tiles:
-        starless[tile.core[0]:tile.core[1], tile.core[2]:tile.core[3]] = tile.core_result()
-    return starless, [tile.metrics(halo, params) for tile in tiles]
+    for tile, result in zip(grid, _call_all(tiles, "core_result")):
+        core = tile[0]
+        starless[core[0]:core[1], core[2]:core[3]] = result
+    return starless, _call_all(tiles, "metrics", halo, params)
 
 
 def remove_stars_dask(array: da.Array, params: DiffusionParameters, *,
