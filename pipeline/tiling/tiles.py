@@ -66,6 +66,8 @@ __all__ = [
     "frame_scalars",
     "lockstep_diffuse",
     "remove_stars_dask",
+    "run_tiled",
+    "TiledRun",
 ]
 
 
@@ -303,6 +305,41 @@ def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
         core = tile[0]
         starless[core[0]:core[1], core[2]:core[3]] = result
     return starless, _call_all(tiles, "metrics", halo, params)
+
+
+@dataclass(frozen=True)
+class TiledRun:
+    """Outputs of an eager tiled run (:func:`run_tiled`)."""
+
+    starless: np.ndarray
+    metrics: list
+    scalars: FrameScalars
+    halo: int
+    resumed_from: int
+
+
+def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None = None,
+              checkpoint=None, progress=None, client=None) -> TiledRun:
+    """Run the tiled diffusion now, with progress, checkpoints and a cluster.
+
+    The eager counterpart of :func:`remove_stars_dask` for batch jobs: ``array``'s
+    chunks are the tiles; ``checkpoint``, ``progress`` and ``client`` are passed to
+    :func:`lockstep_diffuse`.  ``resumed_from`` is the iteration a checkpoint
+    resumed from (0 for a fresh run).
+    """
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
+    halo = default_halo(params) if halo is None else int(halo)
+    if halo < 0:
+        raise ValueError(f"halo={halo} must be >= 0")
+    scalars = frame_scalars(array, params)
+    saved = checkpoint.load() if checkpoint is not None else None
+    frame = np.asarray(array.compute())
+    starless, metrics = lockstep_diffuse(
+        frame, params=params, scalars=scalars, chunks=array.chunks, halo=halo,
+        checkpoint=checkpoint, progress=progress, client=client)
+    return TiledRun(starless=starless, metrics=metrics, scalars=scalars, halo=halo,
+                    resumed_from=0 if saved is None else saved[0])
 
 
 def remove_stars_dask(array: da.Array, params: DiffusionParameters, *,
