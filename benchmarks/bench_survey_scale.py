@@ -1,0 +1,110 @@
+"""Survey scale: a large float32 FITS frame through ``destar remove`` into Zarr.
+
+    python benchmarks/bench_survey_scale.py --sizes 3072 6144 --n-iter 100 --chunk 1024
+
+For each frame size it writes a simulated float32 FITS frame to ``--workdir``, runs
+the command-line tool on it in a child process, and reports
+
+- wall time and throughput (frame pixels x iterations / wall time; halo work is not
+  counted, as the survey-scale issue defines it),
+- the child's peak resident memory (``ru_maxrss`` of the finished child),
+- where the time went: compute inside the tiles (the per-tile ``seconds`` of the
+  store), the halo overhead (extended-tile pixels over frame pixels), and the rest
+  (reading, frame statistics, writing, start-up).
+
+Two sizes show whether peak memory stays flat as the frame grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from pipeline.synthetic import make_survey_frame
+
+
+def write_frame(path: Path, size: int, seed: int) -> None:
+    """A linear, float32 survey-like frame, built in 2048-px pieces to bound memory."""
+    piece = min(size, 2048)
+    data = np.empty((size, size), np.float32)
+    for r in range(0, size, piece):
+        for c in range(0, size, piece):
+            frame = make_survey_frame((piece, piece), seed=seed + r * 7 + c, scale="linear",
+                                      n_stars=int(400 * (piece / 512) ** 2),
+                                      n_galaxies=int(8 * (piece / 512) ** 2))
+            data[r:r + piece, c:c + piece] = frame.image[: size - r, : size - c]
+    fits.PrimaryHDU(data).writeto(path, overwrite=True)
+
+
+def run_child(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GiB) of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak_kib < before:  # ru_maxrss is a maximum over all children so far
+        peak_kib = before
+    return seconds, peak_kib / 2**20
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3072, 6144])
+    parser.add_argument("--n-iter", type=int, default=100)
+    parser.add_argument("--chunk", type=int, default=1024)
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--workdir", default="bench-output/survey-scale")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args(argv)
+
+    import xarray as xr
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    destar = str(Path(sys.executable).with_name("destar"))
+    rows = []
+    # Smallest first: ru_maxrss of children only grows, so each size's peak is
+    # measured as the maximum so far (an upper bound for the larger sizes is exact).
+    for size in sorted(args.sizes):
+        frame = workdir / f"frame-{size}.fits"
+        if not frame.exists():
+            write_frame(frame, size, seed=11)
+        output = workdir / f"frame-{size}.zarr"
+        command = [destar, "remove", str(frame), "-o", str(output), "--chunk",
+                   str(args.chunk), "--n-iter", str(args.n_iter), "--preset", args.preset,
+                   "--overwrite", "--quiet"]
+        seconds, peak_gib = run_child(command)
+        store = xr.open_zarr(output)
+        compute = float(store["seconds"].sum())
+        ext_pixels = float(sum(
+            (min(r1 + h, size) - max(r0 - h, 0)) * (min(c1 + h, size) - max(c0 - h, 0))
+            for r0, r1, c0, c1, h in zip(store["row_start"].values, store["row_stop"].values,
+                                         store["col_start"].values, store["col_stop"].values,
+                                         store["halo"].values)))
+        row = dict(size=size, n_iter=args.n_iter, chunk=args.chunk, preset=args.preset,
+                   seconds=seconds, mpx_iter_per_s=size * size * args.n_iter / seconds / 1e6,
+                   peak_rss_gib=peak_gib, tile_compute_seconds=compute,
+                   halo_overhead=ext_pixels / size**2, other_seconds=seconds - compute,
+                   cpu_count=os.cpu_count())
+        rows.append(row)
+        print(f"{size}x{size}, n={args.n_iter}, tiles {args.chunk}: {seconds:.1f} s, "
+              f"{row['mpx_iter_per_s']:.1f} Mpx*iter/s, peak RSS {peak_gib:.2f} GiB; "
+              f"tile compute {compute:.1f} s, halo overhead x{row['halo_overhead']:.2f}, "
+              f"I/O and the rest {row['other_seconds']:.1f} s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
