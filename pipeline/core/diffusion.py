@@ -7,7 +7,7 @@ and supplies the frame-wide stop threshold, which is why computing the threshold
 partial sums and applying the stop are separate calls.
 
 The frame-level quantities (the normalisation ``k``, the background level and scale,
-the signal and background maps) are computed by :func:`frame_statistics` and
+the signal and background maps) are assembled by :func:`statistics_from` and
 :func:`classification_maps` and passed in, so that a tile can be given the values of
 the whole frame.
 """
@@ -26,8 +26,11 @@ __all__ = [
     "FrameStatistics",
     "Diagnostics",
     "DiffusionRun",
+    "DiffusionResult",
     "classification_maps",
     "asymmetry_normalisation",
+    "statistics_from",
+    "threshold_from",
     "diffuse",
 ]
 

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 
 import dask
 import dask.array as da
+import numba
 import numpy as np
 
 from pipeline.core import kernels
@@ -172,8 +173,11 @@ def _core_in_block(core, ext):
 class _Tile:
     """One tile's diffusion state and bookkeeping during a lockstep run."""
 
-    def __init__(self, block, core, ext, params, stats):
+    def __init__(self, block, core, ext, params, stats, numba_threads=None):
         start = time.perf_counter()
+        # On a cluster the tiles are the parallelism: each actor's compiled kernels
+        # use this many threads, so that several actors per worker do not fight.
+        self.numba_threads = numba_threads
         self.core, self.ext = core, ext
         self.block = np.asarray(block)
         work, self.mask = prepare_plane(self.block)
@@ -183,16 +187,22 @@ class _Tile:
                                 core=self.inner, masked=self.mask)
         self.seconds = time.perf_counter() - start
 
-    def step(self):
+    def _timed(self, method, *args):
         start = time.perf_counter()
-        partial = self.run.step()
-        self.seconds += time.perf_counter() - start
-        return partial
+        previous = numba.get_num_threads()
+        if self.numba_threads:
+            numba.set_num_threads(min(self.numba_threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            return method(*args)
+        finally:
+            numba.set_num_threads(previous)
+            self.seconds += time.perf_counter() - start
+
+    def step(self):
+        return self._timed(self.run.step)
 
     def apply_stop(self, theta):
-        start = time.perf_counter()
-        self.run.apply_stop(theta)
-        self.seconds += time.perf_counter() - start
+        self._timed(self.run.apply_stop, theta)
 
     def state_layout(self) -> dict:
         """``{field: (leading shape, dtype)}`` of the evolving state."""
@@ -277,7 +287,7 @@ def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
                  for block, (core, ext) in zip(blocks, grid)]
     else:
         futures = [client.submit(_Tile, np.asarray(block), core, ext, params, stats,
-                                 actor=True, pure=False)
+                                 numba_threads=1, actor=True, pure=False)
                    for block, (core, ext) in zip(blocks, grid)]
         tiles = [future.result() for future in futures]
     done = 0
