@@ -13,7 +13,11 @@ Subcommands:
 
 - ``destar reproduce-paper``: recompute the paper's Table 2 and a Figure-7-like panel;
 - ``destar demo``: remove the stars of a simulated survey frame and score the result;
-- ``destar remove``: remove the stars of one image file (:mod:`pipeline.run`).
+- ``destar remove``: remove the stars of one image file (:mod:`pipeline.run`), with
+  progress, checkpoints and resume, optionally on a Dask cluster;
+- ``destar run``: process every input of a YAML config (:mod:`pipeline.config`),
+  skipping finished outputs and reporting failed frames;
+- ``destar info``: what a result store holds.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ import argparse
 import sys
 import traceback
 
+from pipeline.cluster import ClusterError  # a light module: no Dask import
+
 __all__ = ["main", "build_parser"]
 
 PROG = "destar"
 
 #: Errors that are the user's input or environment, not bugs: reported in one line.
-EXPECTED_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, OSError)
+EXPECTED_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, OSError,
+                   ClusterError)
 
 #: Exit codes.
 EXIT_ERROR = 1
@@ -152,6 +159,45 @@ def _hdu_arg(text: str):
     return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _add_run_options(p, *, single: bool) -> None:
+    """Options shared by ``remove`` and ``run``; ``None`` defaults so a config can fill in."""
+    p.add_argument("--chunk", type=_chunk_arg, default=None, metavar="N|full",
+                   help="tile side in pixels, or 'full' for one tile (default: whole "
+                        "axes up to 4096 px, else 2048-px tiles)")
+    p.add_argument("--preset", default=None,
+                   help="parameter preset: paper or reference (default: the config's, "
+                        "else paper)")
+    p.add_argument("--n-iter", type=int, default=None, metavar="N",
+                   help="diffusion iterations (default: the config's, else the preset's)")
+    p.add_argument("--hdu", type=_hdu_arg, default=None, metavar="H",
+                   help="FITS HDU index or EXTNAME (default: the first with image data)")
+    p.add_argument("--plane", type=int, default=None, metavar="P",
+                   help="plane of a 3-D cube or stack")
+    p.add_argument("--checkpoint-every", type=_nonnegative_int, default=None, metavar="N",
+                   help="iterations between checkpoints of a .zarr run, which let the "
+                        "same command resume after a kill (0: none; default: "
+                        "max(10, n_iter // 8))")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the tiles on a Dask cluster, e.g. tcp://head:8786 "
+                        "(default: the config's, else this machine)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output" if single else
+                        "reprocess and replace outputs that are already complete")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars and no summary" if single else
+                        "no progress bars (failures and the summary are still printed)")
+
+
 def add_remove_parser(subparsers, parents) -> None:
     p = subparsers.add_parser(
         "remove",
@@ -161,48 +207,121 @@ def add_remove_parser(subparsers, parents) -> None:
             "Remove the background stars of one image and write the starless image.  "
             "The output's extension chooses the format: .zarr (starless, stars, mask, "
             "per-tile metrics and provenance), .fits (input header and WCS kept, "
-            "parameters as DS_* keywords), .tif, .npy, or a .png/.jpg picture."
+            "parameters as DS_* keywords), .tif, .npy, or a .png/.jpg picture.  A .zarr "
+            "run is checkpointed beside the output (OUT.checkpoint): the same command "
+            "started again after a kill resumes from the last checkpoint."
         ),
     )
     p.add_argument("input", metavar="INPUT",
                    help="FITS, TIFF, PNG/JPEG or NPY image (never modified)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file or store (.zarr, .fits, .tif, .png, .jpg, .npy)")
-    p.add_argument("--chunk", type=_chunk_arg, default=None, metavar="N|full",
-                   help="tile side in pixels, or 'full' for one tile (default: whole "
-                        "axes up to 4096 px, else 2048-px tiles)")
-    p.add_argument("--preset", default="paper",
-                   help="parameter preset: paper or reference (default: %(default)s)")
-    p.add_argument("--n-iter", type=int, default=None, metavar="N",
-                   help="diffusion iterations (default: the preset's)")
-    p.add_argument("--hdu", type=_hdu_arg, default=None, metavar="H",
-                   help="FITS HDU index or EXTNAME (default: the first with image data)")
-    p.add_argument("--plane", type=int, default=None, metavar="P",
-                   help="plane of a 3-D cube or stack")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bar and no summary")
+    p.add_argument("--config", default=None, metavar="FILE.yaml",
+                   help="take preset, parameters, chunk, hdu, plane, checkpoint_every, "
+                        "scheduler and cluster from a config file (options given here "
+                        "override it; its inputs/output/format are not used)")
+    _add_run_options(p, single=True)
     p.set_defaults(func=cmd_remove)
+
+
+def _merged_config(args):
+    """The config file (if any) with the command-line options laid over it."""
+    from pipeline.config import RunConfig, load_config
+
+    config = load_config(args.config) if getattr(args, "config", None) else RunConfig()
+    if args.preset is not None:
+        config.preset = args.preset
+        # The config's parameters now apply over the command line's preset.
+    if args.n_iter is not None:
+        config.parameters = {**config.parameters, "n_iter": args.n_iter}
+    for name in ("chunk", "hdu", "plane", "checkpoint_every"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    if args.scheduler is not None:
+        config.scheduler, config.cluster = args.scheduler, None
+    return config
 
 
 def cmd_remove(args) -> int:
     from pipeline import run
+    from pipeline.core.params import DEFAULT_PRESET
 
-    overrides = {} if args.n_iter is None else {"n_iter": args.n_iter}
+    config = _merged_config(args)
     summary = run.remove_stars_file(
-        args.input, args.output, preset=args.preset, overrides=overrides,
-        chunk=args.chunk, hdu=args.hdu, plane=args.plane, overwrite=args.overwrite,
-        progress=not args.quiet,
+        args.input, args.output, preset=config.preset or DEFAULT_PRESET,
+        overrides=config.parameters, chunk=config.chunk, hdu=config.hdu,
+        plane=config.plane, overwrite=args.overwrite, progress=not args.quiet,
+        checkpoint_every=config.checkpoint_every, scheduler=config.scheduler,
+        cluster=config.cluster,
     )
     if not args.quiet:
         print(run.format_summary(summary))
     return 0
 
 
+# --------------------------------------------------------------------------- run
+def add_run_parser(subparsers, parents) -> None:
+    p = subparsers.add_parser(
+        "run",
+        parents=parents,
+        help="remove the stars of every input of a YAML config (batch)",
+        description=(
+            "Process every input of a YAML config (inputs: files, globs, folders) into "
+            "its output folder.  Outputs that are already complete are skipped; a frame "
+            "that fails is reported in one line and the batch goes on; a summary ends "
+            "the run and the exit code is non-zero if any frame failed.  Unfinished "
+            ".zarr outputs resume from their checkpoints."
+        ),
+    )
+    p.add_argument("config", metavar="CONFIG.yaml", help="the run's config file")
+    p.add_argument("--output", default=None, metavar="FOLDER",
+                   help="output folder (overrides the config's)")
+    p.add_argument("--format", default=None, choices=("zarr", "fits", "tif", "npy", "png"),
+                   help="output format (overrides the config's; default zarr)")
+    _add_run_options(p, single=False)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from pipeline import run
+
+    config = _merged_config(args)
+    if args.output is not None:
+        config.output = Path(args.output)
+    if args.format is not None:
+        config.format = args.format
+    result = run.run_batch(config, overwrite=args.overwrite, progress=not args.quiet)
+    print(run.format_batch_summary(result))
+    return EXIT_ERROR if result["failed"] else 0
+
+
+# --------------------------------------------------------------------------- info
+def add_info_parser(subparsers, parents) -> None:
+    p = subparsers.add_parser(
+        "info",
+        parents=parents,
+        help="show what a result store holds",
+        description=("Print a .zarr result store's variables (shape, dtype, chunks), "
+                     "preset and parameters, provenance (version, input and SHA-256, "
+                     "creation time, measured bavg/noise/k) and per-tile metrics."),
+    )
+    p.add_argument("store", metavar="STORE", help="a .zarr store written by destar")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args) -> int:
+    from pipeline.run import format_store_info
+
+    print(format_store_info(args.store))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser, main
 #: Subcommands in the order they are listed by ``destar --help``.
-SUBCOMMANDS = (add_reproduce_paper_parser, add_demo_parser, add_remove_parser)
+SUBCOMMANDS = (add_reproduce_paper_parser, add_demo_parser, add_remove_parser,
+               add_run_parser, add_info_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,22 @@
 """Remove the stars of one image file and write the result: the orchestration layer.
 
 :func:`remove_stars_file` ties :mod:`pipeline.io` (reading, writing, the Zarr store) to
-:mod:`pipeline.tiling` (the Dask execution) for one frame.  The ``destar remove``
-command and the batch runner call it.
+:mod:`pipeline.tiling` (:func:`~pipeline.tiling.run_tiled`: the eager tiled run with
+progress, checkpoints and an optional Dask cluster) for one frame.  The ``destar
+remove`` command calls it; :func:`run_batch` (``destar run CONFIG``) calls it for every
+frame of a config.
+
+Progress, checkpoints and resume
+--------------------------------
+A tqdm bar over the iterations goes to stderr (``progress=False``: none).  For ``.zarr``
+outputs the run's state is saved every ``checkpoint_every`` iterations (default
+:func:`default_checkpoint_every`) in ``<output>.checkpoint/``
+(:class:`pipeline.io.checkpoint.ZarrCheckpoint`, fingerprinted with the input's SHA-256,
+HDU and plane, the parameters, chunks, halo and destar version).  The same call started
+again after the process was killed resumes from the last save: an *unfinished* store
+or a checkpoint beside the output is the run's own unfinished work, not an existing
+output.  The checkpoint is removed only once the store is complete
+(``destar_complete``); a complete store is refused without ``overwrite``.
 
 Outputs, by the output's extension
 ----------------------------------
@@ -39,7 +53,8 @@ from typing import Any, Mapping
 import numpy as np
 
 __all__ = ["remove_stars_file", "format_summary", "frame_chunks", "FITS_KEYWORDS",
-           "MAX_SINGLE_CHUNK", "DEFAULT_TILE"]
+           "MAX_SINGLE_CHUNK", "DEFAULT_TILE", "default_checkpoint_every", "run_batch",
+           "output_name", "output_is_done", "format_batch_summary"]
 
 #: ``chunk=None`` keeps an axis whole up to this many pixels...
 MAX_SINGLE_CHUNK = 4096
@@ -111,9 +126,16 @@ def _output_kind(path: Path) -> str:
 
 
 def _check_output(output: Path, kind: str, input_path: Path, overwrite: bool) -> None:
-    """Fail before the work: missing folder, existing output, output == input."""
+    """Fail before the work: missing or unwritable folder, existing output, output == input.
+
+    For a ``.zarr`` output an *unfinished* store (its writer died) is the run's own
+    unfinished work and is accepted: the run resumes from its checkpoint and replaces it.
+    """
+    from pipeline.io.store import store_state
+
     if not output.parent.is_dir():
         raise FileNotFoundError(f"{output}: output directory {output.parent} does not exist")
+    _check_writable(output.parent, f"{output}: output directory")
     try:
         same = output.exists() and os.path.samefile(output, input_path)
     except OSError:
@@ -125,9 +147,33 @@ def _check_output(output: Path, kind: str, input_path: Path, overwrite: bool) ->
         if resolved_out in resolved_in.parents:
             raise ValueError(f"{output}: the input {input_path} is inside this folder; "
                              "choose another output")
+        state = store_state(output)
+        if state == "unfinished" or overwrite:
+            return
+        if state == "complete":
+            raise FileExistsError(f"{output}: output exists (a complete destar store); "
+                                  "pass overwrite=True (command line: --overwrite) to "
+                                  "replace it")
     if (output.exists() or output.is_symlink()) and not overwrite:
         raise FileExistsError(f"{output}: output exists; pass overwrite=True "
                               "(command line: --overwrite) to replace it")
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Create and delete a file in ``folder``: the only check that also holds for root."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".destar-probe-"):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"{what} {folder} is not writable "
+                              f"({exc.strerror or type(exc).__name__})") from None
+
+
+def default_checkpoint_every(n_iter: int) -> int:
+    """Iterations between checkpoints when not chosen: ``max(10, n_iter // 8)``."""
+    return max(10, int(n_iter) // 8)
 
 
 def _header_string(header) -> str | None:
@@ -192,12 +238,58 @@ def _picture(starless: np.ndarray, source: np.dtype) -> tuple[np.ndarray, np.dty
     return mapped, np.dtype(np.uint8)
 
 
-class _Silent:
-    def __enter__(self):
-        return self
+def _progress_bar(progress, total: int, label: str, position: int):
+    """A tqdm bar over the iterations on stderr, or ``None``."""
+    if not progress:
+        return None
+    from tqdm import tqdm
 
-    def __exit__(self, *exc):
-        return False
+    return tqdm(total=total, desc=label, unit="it", file=sys.stderr, position=position,
+                leave=position == 0, dynamic_ncols=True, mininterval=0.2)
+
+
+def _fingerprint(meta, params, chunks, halo, version) -> dict[str, Any]:
+    return {"input_sha256": meta.sha256, "hdu": meta.hdu, "plane": meta.plane,
+            "shape": list(meta.shape), "parameters": params.as_dict(),
+            "chunks": list(chunks), "halo": int(halo), "version": version}
+
+
+def _remove_unfinished(output: Path) -> None:
+    """Best effort: delete a store this run left unfinished (it failed while writing)."""
+    import shutil
+
+    from pipeline.io.store import store_state
+
+    if store_state(output) == "unfinished":
+        shutil.rmtree(output, ignore_errors=True)
+
+
+def _run_on(client, array, params, *, halo, checkpoint, progress):
+    """:func:`pipeline.tiling.run_tiled`; a lost cluster worker becomes one ClusterError."""
+    from pipeline.tiling import run_tiled
+
+    if client is None:
+        return run_tiled(array, params, halo=halo, checkpoint=checkpoint,
+                         progress=progress, client=None)
+    from pipeline.cluster import ClusterError, cluster_error, is_cluster_failure
+
+    import dask
+
+    from pipeline.cluster import worker_addresses
+
+    workers = worker_addresses(client)
+    try:
+        # The actors find their client as the current one; dask.compute calls (the
+        # frame statistics) still run on local threads.
+        with client.as_current(), dask.config.set(scheduler="threads"):
+            return run_tiled(array, params, halo=halo, checkpoint=checkpoint,
+                             progress=progress, client=client)
+    except ClusterError:
+        raise
+    except Exception as exc:
+        if is_cluster_failure(exc):
+            raise cluster_error(exc, client, workers) from exc
+        raise
 
 
 # --------------------------------------------------------------------------- main
@@ -212,6 +304,11 @@ def remove_stars_file(
     plane: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    checkpoint_every: int | None = None,
+    scheduler: str | None = None,
+    cluster: Mapping[str, Any] | None = None,
+    client=None,
+    progress_position: int = 0,
 ) -> dict[str, Any]:
     """Remove the stars of one image file and write the result by the output extension.
 
@@ -228,36 +325,51 @@ def remove_stars_file(
         Parameter preset and field overrides, e.g. ``{"n_iter": 100}``.
     chunk:
         ``None`` (default: whole axes up to 4096 px, else 2048-px tiles), ``"full"``
-        (one chunk) or a square tile side in pixels.  The tiles of the Dask run and the
-        chunks of a Zarr output.
+        (one chunk) or a square tile side in pixels: the tiles of the run, the chunks
+        of a Zarr output and of its checkpoint.
     overwrite:
-        Replace an existing output; otherwise :class:`FileExistsError` before any work.
+        Replace an existing output; otherwise :class:`FileExistsError` before any work
+        (except an unfinished ``.zarr`` store: the run's own, resumed).
     progress:
-        Show a Dask progress bar on stderr (local schedulers only).
+        Show a tqdm bar over the iterations on stderr (``progress_position``: its line,
+        for a batch's second bar).
+    checkpoint_every:
+        Iterations between checkpoints of a ``.zarr`` run (``None``:
+        :func:`default_checkpoint_every`; 0: no checkpoint).  Ignored for other formats.
+    scheduler, cluster, client:
+        Where the tiles run (:func:`pipeline.cluster.connect`): a scheduler address, a
+        ``cluster:`` section, or an already connected :class:`distributed.Client`.
+        Default: in this process.
 
     Returns
     -------
     dict
         ``input``, ``output``, ``format``, ``shape``, ``chunks``, ``tiles``, ``halo``,
         ``preset``, ``n_iter``, ``seconds`` (wall time, read to write),
-        ``mpx_iter_per_s`` (megapixels times iterations per second) and, for Zarr,
-        ``stars_inexact_pixels``.
+        ``mpx_iter_per_s`` (megapixels times iterations per second), ``resumed_from``
+        (iteration a checkpoint resumed from, 0 if none), ``k``, ``bavg``, ``noise``
+        (the measured frame values) and, for Zarr, ``stars_inexact_pixels``.
 
     Raises
     ------
-    FileNotFoundError, FileExistsError, ValueError, TypeError, OSError
+    FileNotFoundError, FileExistsError, PermissionError, ValueError, TypeError, OSError
         Missing input or output folder, existing output, unreadable input (an
-        :class:`~pipeline.io.ImageReadError`), bad parameters or chunk.
+        :class:`~pipeline.io.ImageReadError`), bad parameters or chunk, a failed write.
+    pipeline.cluster.ClusterError
+        Unreachable scheduler or a worker lost during the run.
     """
     start = time.perf_counter()
     import dask
     import dask.array as da
 
     from pipeline import __version__
+    from pipeline.cluster import connect
     from pipeline.core.params import resolve_parameters
     from pipeline.core.remove import validate_image
-    from pipeline.io import read_image, split_stars, write_image, write_store
-    from pipeline.tiling import remove_stars_dask
+    from pipeline.io import read_image, split_stars, write_image
+    from pipeline.io import store as store_module
+    from pipeline.io.checkpoint import ZarrCheckpoint, checkpoint_path
+    from pipeline.tiling import default_halo
 
     input_path, output = Path(input_path), Path(output_path)
     if not isinstance(preset, str):
@@ -265,6 +377,11 @@ def remove_stars_file(
     params = resolve_parameters(preset, **dict(overrides or {}))
     if chunk is not None:
         frame_chunks((1, 1), chunk)  # validate before reading
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
+                                         not isinstance(checkpoint_every, numbers.Integral)
+                                         or checkpoint_every < 0):
+        raise ValueError(f"checkpoint_every={checkpoint_every!r}: expected an integer "
+                         ">= 0 (0: no checkpoints)")
     kind = _output_kind(output)
     _check_output(output, kind, input_path, overwrite)
 
@@ -275,30 +392,61 @@ def remove_stars_file(
     image = validate_image(data)
     chunks = frame_chunks(image.shape, chunk)
     array = da.from_array(image, chunks=chunks)
-    result = remove_stars_dask(array, params)
     n_tiles = math.prod(len(c) for c in array.chunks)
+    halo = default_halo(params)
 
-    def bar():
-        if not progress:
-            return _Silent()
-        from dask.diagnostics import ProgressBar
+    checkpoint = None
+    every = default_checkpoint_every(params.n_iter) if checkpoint_every is None \
+        else int(checkpoint_every)
+    if kind == "zarr" and every > 0:
+        checkpoint = ZarrCheckpoint(
+            checkpoint_path(output), shape=image.shape, chunks=chunks,
+            history=params.residue_history, every=every,
+            fingerprint=_fingerprint(meta, params, chunks, halo, __version__))
 
-        return ProgressBar(out=sys.stderr)
+    bar = _progress_bar(progress, params.n_iter, input_path.name, progress_position)
+
+    def on_progress(done):
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        # Everything but the tiles stays in this process, even with a cluster client.
+        with dask.config.set(scheduler="threads"):
+            if client is not None:
+                tiled = _run_on(client, array, params, halo=halo, checkpoint=checkpoint,
+                                progress=on_progress)
+            else:
+                with connect(scheduler, cluster) as connected:
+                    tiled = _run_on(connected, array, params, halo=halo,
+                                    checkpoint=checkpoint, progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
 
     summary: dict[str, Any] = {}
     if kind == "zarr":
-        starless, stars, mask, inexact = split_stars(array, result.starless)
-        attrs = _provenance(meta, params, preset, chunks, result.halo, __version__)
+        starless, stars, mask, inexact = split_stars(
+            array, da.from_array(tiled.starless, chunks=chunks))
+        attrs = _provenance(meta, params, preset, chunks, tiled.halo, __version__)
         attrs["stars_inexact_pixels"] = inexact
-        with bar():
-            write_store(output, starless, stars, mask, result.metrics, attrs,
-                        overwrite=overwrite)
-        from pipeline.io import open_store
-
-        summary["stars_inexact_pixels"] = int(open_store(output).attrs["stars_inexact_pixels"])
+        attrs["measured"] = {"k": tiled.scalars.k, "bavg": tiled.scalars.bavg,
+                             "noise": tiled.scalars.noise}
+        attrs["resumed_from"] = int(tiled.resumed_from)
+        attrs["checkpoint_every"] = int(every) if checkpoint is not None else 0
+        try:
+            with dask.config.set(scheduler="threads"):
+                store_module.write_store(output, starless, stars, mask, tiled.metrics,
+                                         attrs, overwrite=overwrite, resume=True)
+        except BaseException:
+            _remove_unfinished(output)  # never leave a store that looks like a result
+            raise
+        if checkpoint is not None:
+            checkpoint.remove()  # only now that the store is complete
+        summary["stars_inexact_pixels"] = int(
+            store_module.open_store(output).attrs["stars_inexact_pixels"])
     else:
-        with bar():
-            starless, _ = dask.compute(result.starless, result.metrics)
+        starless = tiled.starless
         history = (f"destar {__version__}: stars removed with preset '{preset}' "
                    f"(n_iter={params.n_iter}) from {input_path.name} "
                    f"sha256 {meta.sha256}")
@@ -309,7 +457,7 @@ def remove_stars_file(
             write_image(output, picture, meta=replace(meta, dtype=source),
                         overwrite=overwrite)
         else:
-            cards = (_fits_cards(params, preset, chunks, result.halo, __version__, meta)
+            cards = (_fits_cards(params, preset, chunks, tiled.halo, __version__, meta)
                      if kind == "fits" else None)
             write_image(output, starless, meta=meta, header_cards=cards,
                         history=history if kind == "fits" else None, overwrite=overwrite)
@@ -323,11 +471,15 @@ def remove_stars_file(
         "shape": tuple(int(n) for n in image.shape),
         "chunks": tuple(int(c) for c in chunks),
         "tiles": int(n_tiles),
-        "halo": int(result.halo),
+        "halo": int(tiled.halo),
         "preset": preset,
         "n_iter": int(params.n_iter),
         "seconds": seconds,
         "mpx_iter_per_s": megapixels * params.n_iter / seconds if seconds > 0 else math.inf,
+        "resumed_from": int(tiled.resumed_from),
+        "k": tiled.scalars.k,
+        "bavg": tiled.scalars.bavg,
+        "noise": tiled.scalars.noise,
         **summary,
     }
     return summary
@@ -342,7 +494,182 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"{tiles} tile{'s' if tiles != 1 else ''} of {chunks} (halo {summary['halo']}), "
             f"preset {summary['preset']}, n_iter {summary['n_iter']}, "
             f"{summary['seconds']:.2f} s, {summary['mpx_iter_per_s']:.3g} Mpx*iter/s")
+    if summary.get("resumed_from"):
+        line += f", resumed from iteration {summary['resumed_from']}"
     inexact = summary.get("stars_inexact_pixels")
     if inexact:
         line += f", stars+starless inexact at {inexact} px"
     return line
+
+
+# --------------------------------------------------------------------------- batches
+def output_name(input_path: str | os.PathLike[str], output_dir: str | os.PathLike[str],
+                fmt: str) -> Path:
+    """``<output_dir>/<input name without its image extension>.<fmt's extension>``."""
+    from pipeline.config import FORMATS
+    from pipeline.io.meta import _match_extension
+
+    name = Path(input_path).name
+    match = _match_extension(name)
+    stem = name[:-len(match[0])] if match else Path(name).stem
+    return Path(output_dir) / (stem + FORMATS[fmt])
+
+
+def output_is_done(output: Path, fmt: str) -> bool:
+    """A finished output: a complete store, or an image file (written atomically)."""
+    from pipeline.io.store import store_is_complete
+
+    if fmt == "zarr":
+        return store_is_complete(output)
+    return output.is_file()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join((str(exc) or type(exc).__name__).split())
+
+
+def run_batch(config, *, overwrite: bool = False, progress: bool = True,
+              report=None) -> dict[str, Any]:
+    """Process every input of a :class:`pipeline.config.RunConfig`.
+
+    Complete outputs are skipped (unless ``overwrite``); a frame that fails is
+    reported in one line through ``report(line)`` (default: stderr) and the batch goes
+    on.  The cluster (``scheduler``/``cluster``) is connected once for all frames.
+    Returns ``{"done", "skipped", "failed": [(input, message)], "seconds", "outputs"}``.
+    """
+    from pipeline.cluster import ClusterError, connect
+    from pipeline.config import ConfigError, expand_inputs
+
+    start = time.perf_counter()
+    where = str(config.path) if config.path else "config"
+    if not config.inputs:
+        raise ConfigError(f"{where}: inputs: no input files given")
+    if config.output is None:
+        raise ConfigError(f"{where}: output: no output folder given")
+    fmt = config.format or "zarr"
+    preset = config.preset or "paper"
+    config.params()  # validate before any work
+    files = expand_inputs(config.inputs, f"{where}: inputs")
+    outputs = [output_name(f, config.output, fmt) for f in files]
+    seen: dict[Path, Path] = {}
+    for f, out in zip(files, outputs):
+        if out in seen:
+            raise ConfigError(f"{where}: inputs {seen[out]} and {f} would both write {out}")
+        seen[out] = f
+    try:
+        config.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"{config.output}: cannot create the output folder "
+                      f"({exc.strerror or exc})") from None
+    _check_writable(config.output, "output folder")
+
+    if report is None:
+        def report(line):
+            if progress:
+                from tqdm import tqdm
+
+                tqdm.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr)
+
+    done, skipped, failed, written = 0, 0, [], []
+    frames = None
+    if progress:
+        from tqdm import tqdm
+
+        frames = tqdm(total=len(files), desc="frames", unit="frame", file=sys.stderr,
+                      position=0, dynamic_ncols=True)
+    try:
+        with connect(config.scheduler, config.cluster) as client:
+            for f, out in zip(files, outputs):
+                try:
+                    if not overwrite and output_is_done(out, fmt):
+                        skipped += 1
+                        continue
+                    remove_stars_file(
+                        f, out, preset=preset, overrides=config.parameters,
+                        chunk=config.chunk, hdu=config.hdu, plane=config.plane,
+                        overwrite=overwrite, progress=progress,
+                        checkpoint_every=config.checkpoint_every, client=client,
+                        progress_position=1)
+                    done += 1
+                    written.append(str(out))
+                except (ValueError, TypeError, OSError, ClusterError) as exc:
+                    failed.append((str(f), _one_line(exc)))
+                    report(f"destar: failed: {_one_line(exc)}"
+                           if str(f) in str(exc) else f"destar: failed: {f}: {_one_line(exc)}")
+                finally:
+                    if frames is not None:
+                        frames.update(1)
+    finally:
+        if frames is not None:
+            frames.close()
+    return {"done": done, "skipped": skipped, "failed": failed,
+            "seconds": time.perf_counter() - start, "outputs": written,
+            "total": len(files)}
+
+
+def format_batch_summary(result: Mapping[str, Any]) -> str:
+    """One line: done, skipped, failed, time."""
+    return (f"{result['total']} frame{'s' if result['total'] != 1 else ''}: "
+            f"{result['done']} done, {result['skipped']} skipped, "
+            f"{len(result['failed'])} failed, {result['seconds']:.1f} s")
+
+
+# --------------------------------------------------------------------------- info
+def format_store_info(path: str | os.PathLike[str]) -> str:
+    """What a complete result store holds, as text (``destar info``)."""
+    import json
+
+    from pipeline.io.store import METRIC_COLUMNS, open_store
+
+    ds = open_store(path)
+    attrs = dict(ds.attrs)
+    lines = [f"{path}: destar store (complete, layout version "
+             f"{attrs.get('destar_store_version')})", "", "variables:"]
+    for name, var in ds.data_vars.items():
+        if var.dims == ("y", "x"):
+            chunks = var.encoding.get("chunks")
+            chunk_text = "x".join(str(c) for c in chunks) if chunks else "?"
+            lines.append(f"  {name:<9} {'x'.join(str(n) for n in var.shape):>11}  "
+                         f"{str(var.dtype):<8} chunks {chunk_text}")
+    params = attrs.get("parameters", {})
+    lines += ["", f"preset: {attrs.get('preset')}",
+              "parameters: " + ", ".join(f"{k}={v}" for k, v in params.items())]
+    measured = attrs.get("measured") or {}
+    lines += [
+        "",
+        "provenance:",
+        f"  destar version  {attrs.get('destar_version')}",
+        f"  input           {attrs.get('input_path')}",
+        f"  input sha256    {attrs.get('input_sha256')}",
+        f"  input           {attrs.get('input_format')} {attrs.get('input_dtype')} "
+        f"{'x'.join(str(n) for n in attrs.get('input_shape', []))}"
+        + (f", HDU {attrs.get('input_hdu')}" if attrs.get("input_hdu") is not None else "")
+        + (f", plane {attrs.get('input_plane')}"
+           if attrs.get("input_plane") is not None else ""),
+        f"  created         {attrs.get('created')}",
+        f"  tiles           {'x'.join(str(c) for c in attrs.get('chunks', []))} px, "
+        f"halo {attrs.get('halo')}",
+        "  measured        " + (", ".join(f"{k} {measured[k]:.6g}" for k in
+                                          ("bavg", "noise", "k") if k in measured)
+                                 if measured else "(not recorded)"),
+        f"  resumed from    iteration {attrs.get('resumed_from', 0)}",
+        f"  stars inexact   {attrs.get('stars_inexact_pixels')} px",
+    ]
+    if attrs.get("input_warnings"):
+        lines.append(f"  input warnings  {json.dumps(attrs['input_warnings'])}")
+    columns = [c for c in METRIC_COLUMNS if c in ds.variables]
+    lines += ["", f"per-tile metrics ({ds.sizes.get('tile', 0)} tiles):",
+              "  " + "  ".join(f"{c:>16}" if c in ("stopped_fraction", "flux_removed")
+                               else f"{c:>10}" for c in columns)]
+    table = {c: ds[c].values for c in columns}
+    for i in range(ds.sizes.get("tile", 0)):
+        cells = []
+        for c in columns:
+            value = table[c][i]
+            width = 16 if c in ("stopped_fraction", "flux_removed") else 10
+            cells.append(f"{value:>{width}.6g}" if np.issubdtype(type(value), np.floating)
+                         else f"{value:>{width}}")
+        lines.append("  " + "  ".join(cells))
+    return "\n".join(lines)

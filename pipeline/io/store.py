@@ -74,6 +74,7 @@ __all__ = [
     "open_store",
     "split_stars",
     "store_is_complete",
+    "store_state",
     "write_store",
 ]
 
@@ -230,17 +231,22 @@ def _is_store(path: Path) -> bool:
     return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
 
 
-def _prepare_target(path: Path, overwrite: bool) -> None:
+def _prepare_target(path: Path, overwrite: bool, resume: bool = False) -> None:
     """Refuse or clear an existing ``path`` before anything is written.
 
-    This is the one place that decides what may happen to an existing store.  Today:
-    refuse unless ``overwrite``.  (The resume feature will let a run continue its own
-    *unfinished* store here instead of refusing it.)  ``overwrite`` only ever deletes a
-    Zarr store or an empty directory, never some other folder or file.
+    This is the one place that decides what may happen to an existing store: refuse
+    unless ``overwrite``, except that with ``resume`` an *unfinished* store (a Zarr
+    group whose ``destar_complete`` was never written: a writer that died) is the
+    caller's own unfinished run and is replaced.  A complete store is never replaced
+    without ``overwrite``.  ``overwrite`` only ever deletes a Zarr store or an empty
+    directory, never some other folder or file.
     """
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: output directory {path.parent} does not exist")
     if not (path.exists() or path.is_symlink()):
+        return
+    if resume and store_state(path) == "unfinished":
+        shutil.rmtree(path)
         return
     if not overwrite:
         state = "a complete" if store_is_complete(path) else "an unfinished"
@@ -267,7 +273,7 @@ def _quiet_zarr():
 
 
 def write_store(path, starless, stars, mask, metrics, attrs: Mapping[str, Any] | None = None,
-                *, overwrite: bool = False) -> Path:
+                *, overwrite: bool = False, resume: bool = False) -> Path:
     """Write one frame's result as a Zarr v3 store (see the module notes for the layout).
 
     Parameters
@@ -290,6 +296,9 @@ def write_store(path, starless, stars, mask, metrics, attrs: Mapping[str, Any] |
     overwrite:
         Replace an existing store.  Without it an existing ``path`` raises
         :class:`FileExistsError` naming it.
+    resume:
+        Replace an existing *unfinished* store (see :func:`store_state`) without
+        ``overwrite``: the same run, started again after its writer died.
 
     Everything lazy (data, metrics, lazy attributes) is computed in one
     ``dask.compute``, so a tiled diffusion whose starless image and metrics come from
@@ -312,7 +321,7 @@ def write_store(path, starless, stars, mask, metrics, attrs: Mapping[str, Any] |
     stars = stars.rechunk(starless.chunks)
     mask = mask.rechunk(starless.chunks).astype(bool)
     lazy_attrs = {k: v for k, v in attrs.items() if _is_lazy(v)}
-    _prepare_target(path, overwrite)
+    _prepare_target(path, overwrite, resume)
 
     data = xr.Dataset({
         "starless": (_DIMS, starless, {"long_name": "star-removed image"}),
@@ -356,6 +365,20 @@ def _root_attrs(path: Path) -> dict | None:
         return None
     attributes = meta.get("attributes", {})
     return attributes if isinstance(attributes, dict) else None
+
+
+def store_state(path: str | os.PathLike[str]) -> str:
+    """``"absent"``, ``"complete"``, ``"unfinished"`` (a Zarr v3 group without
+    ``destar_complete``: its writer died) or ``"foreign"`` (anything else)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return "absent"
+    if path.is_symlink() or not path.is_dir():
+        return "foreign"
+    attributes = _root_attrs(path)
+    if attributes is None:
+        return "foreign"
+    return "complete" if attributes.get(COMPLETE_ATTR) is True else "unfinished"
 
 
 def store_is_complete(path: str | os.PathLike[str]) -> bool:

@@ -1,0 +1,153 @@
+"""A frame through a real Dask cluster (a scheduler and two workers started here).
+
+The tiles run as Dask actors on the workers (``--scheduler tcp://...``).  The result
+equals the local run.  A worker killed mid-run is *not* retried by Dask (actors are not
+tasks): the run ends with one error line naming the lost worker, and the same command
+resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from pipeline.io import open_store, sha256_file
+from pipeline.io.checkpoint import checkpoint_path
+from pipeline.run import remove_stars_file
+from pipeline.synthetic import make_survey_frame
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """``(address, {worker address: Popen})``: a scheduler and two 1-thread workers."""
+    from distributed import Client
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes = []
+
+    def start(name, *args):
+        log = open(logs / f"{name}.log", "w")
+        process = subprocess.Popen([str(BIN / "dask"), *args], cwd=ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
+    try:
+        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+              "--no-dashboard")
+        workers = [start(f"worker{i}", "worker", address, "--nthreads", "1", "--no-nanny",
+                         "--no-dashboard") for i in (1, 2)]
+        with Client(address, timeout="30s", set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+            pids = client.run(os.getpid)
+        by_pid = {w.pid: w for w in workers}
+        yield address, {addr: by_pid[pid] for addr, pid in pids.items()}
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def fits_input(tmp_path_factory):
+    image = make_survey_frame((256, 256), seed=13, n_stars=80, n_galaxies=2).image
+    path = tmp_path_factory.mktemp("dist-in") / "frame.fits"
+    fits.PrimaryHDU(np.asarray(image, dtype=np.float32)).writeto(path)
+    return path
+
+
+def test_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path):
+    address, _ = cluster
+    digest = sha256_file(fits_input)
+    kwargs = dict(chunk=128, overrides={"n_iter": 20}, progress=False)
+    remote = remove_stars_file(fits_input, tmp_path / "remote.zarr", scheduler=address,
+                               **kwargs)
+    local = remove_stars_file(fits_input, tmp_path / "local.zarr", **kwargs)
+    assert remote["tiles"] == 4
+    a = open_store(tmp_path / "remote.zarr").starless.values
+    b = open_store(tmp_path / "local.zarr").starless.values
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    assert remote["bavg"] == local["bavg"] and remote["k"] == local["k"]
+    assert sha256_file(fits_input) == digest
+
+
+def _pointer_iteration(output: Path) -> int:
+    try:
+        return int(json.loads((checkpoint_path(output) / "pointer.json").read_text())
+                   ["iteration"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def test_a_killed_worker_is_one_error_line_and_the_rerun_resumes(cluster, fits_input,
+                                                                 tmp_path):
+    from distributed import Client
+
+    address, workers = cluster
+    out = tmp_path / "out.zarr"
+    command = [str(BIN / "destar"), "remove", str(fits_input), "-o", str(out), "--chunk",
+               "128", "--n-iter", "150", "--checkpoint-every", "10", "--scheduler",
+               address, "--quiet"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _pointer_iteration(out) < 20:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint at iteration 20 in time"
+            time.sleep(0.02)
+        # Kill a worker that holds some of the tiles (actors).
+        with Client(address, timeout="10s", set_as_default=False) as client:
+            holding = [w for w, keys in client.has_what().items()
+                       if any("_Tile" in str(k) for k in keys)]
+        victim = holding[0]
+        os.kill(workers[victim].pid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1
+    assert stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("destar: error:") and "Traceback" not in stderr
+    assert victim in lines[0] and "lost" in lines[0] and "resume" in lines[0]
+    saved = _pointer_iteration(out)
+    assert saved >= 20 and not (out / "zarr.json").exists()
+
+    # The same command again, on the worker that is left: it resumes.
+    rerun = subprocess.run(command[:-1], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resumed from iteration {saved}" in rerun.stdout
+    assert open_store(out).attrs["resumed_from"] == saved
+    assert not checkpoint_path(out).exists()
