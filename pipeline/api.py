@@ -19,8 +19,10 @@ def remove_stars(
     """Remove background stars from one image by asymmetry-driven diffusion.
 
     Stars are symmetric blobs: a multi-scale local asymmetry singles them out and a
-    diffusion coefficient that falls with the asymmetry smooths them away while edges,
-    nebulae and streaks, which are asymmetric, are kept.  An enhancement factor slows
+    diffusion coefficient that falls with the asymmetry smooths them away while
+    asymmetric structure (edges, the borders of nebulae) is kept.  Thin straight
+    streaks are mirror-symmetric about their centre line, like stars, and are blurred
+    too (see the streak benchmark).  An enhancement factor slows
     diffusion in bright regions, and a local stop switches it off where large
     connected structures start to appear in the residue of recent iterations.
 

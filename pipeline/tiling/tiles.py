@@ -279,6 +279,16 @@ def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
         Run each tile as a Dask actor on the client's workers: the tiles' states stay
         on the workers and only the threshold's partial sums travel every iteration.
     """
+    if client is not None:
+        # Actor handles talk to the current client; make it this one even when it
+        # is not the process's default client.
+        with client.as_current():
+            return _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress,
+                             client)
+    return _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, None)
+
+
+def _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, client):
     stats = statistics_from(params, k=scalars.k, bavg=scalars.bavg, noise=scalars.noise)
     grid = tile_grid(chunks, frame.shape, halo)
     blocks = [frame[ext[0]:ext[1], ext[2]:ext[3]] for _, ext in grid]
