@@ -57,7 +57,14 @@ CLUSTER_KEYS: dict[str, tuple[type, ...]] = {
 
 
 class ClusterError(RuntimeError):
-    """The cluster could not be reached or lost a worker (reported in one line)."""
+    """The cluster could not be reached or lost a worker (reported in one line).
+
+    ``lost`` holds the addresses of the workers known to be lost, if any.
+    """
+
+    def __init__(self, message: str, lost=()):
+        super().__init__(message)
+        self.lost = tuple(lost)
 
 
 def validate_cluster(section: Any, where: str = "cluster") -> dict[str, Any]:
@@ -198,4 +205,4 @@ def cluster_error(exc: BaseException, client=None, before: set[str] | None = Non
     return ClusterError(
         f"{who} during the run ({type(exc).__name__}: {text}); the tiles are Dask "
         "actors, which Dask does not retry; start the same command again to resume "
-        "from the last checkpoint")
+        "from the last checkpoint", lost=sorted(lost))

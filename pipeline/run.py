@@ -288,7 +288,11 @@ def _run_on(client, array, params, *, halo, checkpoint, progress):
         raise
     except Exception as exc:
         if is_cluster_failure(exc):
-            raise cluster_error(exc, client, workers) from exc
+            error = cluster_error(exc, client, workers)
+            # An OSError that no lost worker explains (e.g. a full disk under a
+            # checkpoint) is reported as itself.
+            if error.lost or not isinstance(exc, OSError) or "worker" in str(exc).lower():
+                raise error from exc
         raise
 
 
