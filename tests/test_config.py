@@ -18,6 +18,9 @@ from pipeline.synthetic import make_survey_frame
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
+# A jobqueue cluster starts a local scheduler whose dashboard moves off a busy port 8787.
+dashboard_port_busy = pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
+
 
 def _write(path: Path, data) -> Path:
     path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
@@ -73,6 +76,7 @@ def test_survey_batch_config_runs_on_tiny_frames(tmp_path, capsys):
     assert ds.attrs["checkpoint_every"] == data["checkpoint_every"]
 
 
+@dashboard_port_busy
 def test_slurm_config_builds_the_job_script_without_submitting():
     config = load_config(CONFIGS / "slurm.yaml")
     cluster = make_jobqueue_cluster(config.cluster)
@@ -91,6 +95,7 @@ def test_slurm_config_builds_the_job_script_without_submitting():
     assert "--local-directory /tmp" in script
 
 
+@dashboard_port_busy
 @pytest.mark.parametrize("kind, marker", [("pbs", "#PBS -A astro"), ("sge", "#$ -P astro"),
                                           ("lsf", '#BSUB -P "astro"')])
 def test_other_jobqueue_kinds_map_the_account(kind, marker):
