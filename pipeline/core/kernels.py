@@ -167,8 +167,13 @@ def _coefficient_row(img, mean3, stop, i, q, k, shift, scale, finite, use_stop,
         for j in range(w):
             arg[j] = (m[j] - shift) / scale
     elif use_stop:
+        # (m/bavg)/B - 1 for B in {0, 1}, without the division: x/1 is x exactly,
+        # and x/0 is +inf, -inf or NaN by the sign of x.
         for j in range(w):
-            arg[j] = (m[j] / scale) / b[j] - 1.0
+            x = m[j] / scale
+            if b[j] == 0:
+                x = np.inf if x > 0 else (-np.inf if x < 0 else np.nan)
+            arg[j] = x - 1.0
     else:
         for j in range(w):
             arg[j] = m[j] / scale - 1.0
