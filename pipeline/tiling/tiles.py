@@ -175,8 +175,9 @@ class _Tile:
 
     def __init__(self, block, core, ext, params, stats, numba_threads=None):
         start = time.perf_counter()
-        # On a cluster the tiles are the parallelism: each actor's compiled kernels
-        # use this many threads, so that several actors per worker do not fight.
+        # Threads of the compiled kernels; "worker" means the hosting Dask worker's
+        # thread count.  A worker runs its actors' calls one at a time, so each call
+        # may use all of the worker's threads, and no more.
         self.numba_threads = numba_threads
         self.core, self.ext = core, ext
         self.block = np.asarray(block)
@@ -190,8 +191,13 @@ class _Tile:
     def _timed(self, method, *args):
         start = time.perf_counter()
         previous = numba.get_num_threads()
-        if self.numba_threads:
-            numba.set_num_threads(min(self.numba_threads, numba.config.NUMBA_NUM_THREADS))
+        threads = self.numba_threads
+        if threads == "worker":
+            from distributed import get_worker
+
+            threads = get_worker().state.nthreads
+        if threads:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         try:
             return method(*args)
         finally:
@@ -297,7 +303,7 @@ def _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, client
                  for block, (core, ext) in zip(blocks, grid)]
     else:
         futures = [client.submit(_Tile, np.asarray(block), core, ext, params, stats,
-                                 numba_threads=1, actor=True, pure=False)
+                                 numba_threads="worker", actor=True, pure=False)
                    for block, (core, ext) in zip(blocks, grid)]
         tiles = [future.result() for future in futures]
     done = 0
