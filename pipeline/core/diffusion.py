@@ -182,6 +182,7 @@ class DiffusionRun:
             self._closed[masked] = 3
             self._closed[:-1][masked[1:]] |= 1
             self._closed[:, :-1][masked[:, 1:]] |= 2
+        self._any_closed = bool(self._closed.any())
         self._labeller = kernels.StopLabeller(shape)
         self._threshold_mask = self.signal
         if core is not None:
@@ -200,7 +201,8 @@ class DiffusionRun:
         self.iteration += 1
         t = self.iteration
         kernels.diffuse_step(
-            self.image, self._scratch, self._mean3, self.stop, self._closed, p.q,
+            self.image, self._scratch, self._mean3, self.stop, self._closed,
+            self._any_closed, p.q,
             self.stats.k,
             p.gamma, self.stats.shift, self.stats.scale, p.formulation == "finite",
             t > 2,

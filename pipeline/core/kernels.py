@@ -200,13 +200,14 @@ def _edge_coefficients(c, closed, c_south, c_east):
 
 
 @njit(parallel=True, **_JIT)
-def diffuse_step(img, out, mean3, stop, closed, q, k, gamma, shift, scale, finite,
-                 use_stop):
+def diffuse_step(img, out, mean3, stop, closed, any_closed, q, k, gamma, shift, scale,
+                 finite, use_stop):
     """One explicit diffusion step ``out = img + gamma * div(c grad img)``.
 
     The flux between a pixel and its south (east) neighbour is the pixel's own
     coefficient times the difference, as in the reference code; the last row and
-    column have no south/east flux, nor do edges marked in ``closed``.
+    column have no south/east flux, nor do edges marked in ``closed`` (read only when
+    ``any_closed``: most images have no masked pixel, and skip that pass).
     """
     h, w = img.shape
     nbands = (h + BAND_ROWS - 1) // BAND_ROWS
@@ -222,13 +223,22 @@ def diffuse_step(img, out, mean3, stop, closed, q, k, gamma, shift, scale, finit
         c_cur = np.empty(w)
         c_east = np.empty(w)
         if r0 > 0:
-            _coefficient_row(img, mean3, stop, r0 - 1, q, k, shift, scale, finite,
-                             use_stop, acc, arg, tmp, bits, c_raw)
-            _edge_coefficients(c_raw, closed[r0 - 1], c_prev, c_east)
+            if any_closed:
+                _coefficient_row(img, mean3, stop, r0 - 1, q, k, shift, scale, finite,
+                                 use_stop, acc, arg, tmp, bits, c_raw)
+                _edge_coefficients(c_raw, closed[r0 - 1], c_prev, c_east)
+            else:
+                _coefficient_row(img, mean3, stop, r0 - 1, q, k, shift, scale, finite,
+                                 use_stop, acc, arg, tmp, bits, c_prev)
         for i in range(r0, r1):
-            _coefficient_row(img, mean3, stop, i, q, k, shift, scale, finite,
-                             use_stop, acc, arg, tmp, bits, c_raw)
-            _edge_coefficients(c_raw, closed[i], c_cur, c_east)
+            if any_closed:
+                _coefficient_row(img, mean3, stop, i, q, k, shift, scale, finite,
+                                 use_stop, acc, arg, tmp, bits, c_raw)
+                _edge_coefficients(c_raw, closed[i], c_cur, c_east)
+            else:
+                _coefficient_row(img, mean3, stop, i, q, k, shift, scale, finite,
+                                 use_stop, acc, arg, tmp, bits, c_cur)
+                c_east = c_cur
             row = img[i]
             res = out[i]
             ns = arg  # the coefficient row is done with this buffer; reuse it
