@@ -170,8 +170,8 @@ class DiffusionRun:
         self._scratch = np.empty(shape)
         self._r0 = kernels.mean3(image0)
         self._mean3 = self._r0.copy()
-        self._r_prev = np.empty(shape)
-        self._history = np.empty((params.residue_history,) + shape)
+        # Ring of the last residue_history + 1 residues r_t = |R0 - mean3(I_t)|.
+        self._r_ring = np.empty((params.residue_history + 1,) + shape)
         self._rbar = np.zeros(shape)
         self._row_sums = np.zeros(shape[0])
         self._row_counts = np.zeros(shape[0], np.int64)
@@ -209,9 +209,8 @@ class DiffusionRun:
         )
         self.image, self._scratch = self._scratch, self.image
         kernels.residue_step(
-            self.image, self._mean3, self._r0, self._r_prev, self._history,
-            t % p.residue_history, t, p.residue_history, self._threshold_mask,
-            self._rbar, self._row_sums, self._row_counts,
+            self.image, self._mean3, self._r0, self._r_ring, t, p.residue_history,
+            self._threshold_mask, self._rbar, self._row_sums, self._row_counts,
         )
         if not self.stop_ready:
             return 0.0, 0
@@ -224,12 +223,12 @@ class DiffusionRun:
 
     #: The arrays that, with ``iteration``, are the whole evolving state of a run; the
     #: rest (the input's 3x3 mean, the maps, the mask) follows from the input.
-    STATE_FIELDS = ("image", "mean3", "r_prev", "history", "rbar", "stop")
+    STATE_FIELDS = ("image", "mean3", "r_ring", "rbar", "stop")
 
     def state(self) -> dict[str, np.ndarray]:
         """The evolving state (views, not copies), for checkpoints."""
-        return {"image": self.image, "mean3": self._mean3, "r_prev": self._r_prev,
-                "history": self._history, "rbar": self._rbar, "stop": self.stop}
+        return {"image": self.image, "mean3": self._mean3, "r_ring": self._r_ring,
+                "rbar": self._rbar, "stop": self.stop}
 
     def restore(self, state: dict[str, np.ndarray], iteration: int) -> None:
         """Continue from a state saved by :meth:`state` after ``iteration`` iterations."""
