@@ -186,7 +186,7 @@ def _add_run_options(p, *, single: bool) -> None:
     p.add_argument("--checkpoint-every", type=_nonnegative_int, default=None, metavar="N",
                    help="iterations between checkpoints of a .zarr run, which let the "
                         "same command resume after a kill (0: none; default: "
-                        "max(10, n_iter // 8))")
+                        "max(10, n_iter // 4))")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the tiles on a Dask cluster, e.g. tcp://head:8786 "
                         "(default: the config's, else this machine)")

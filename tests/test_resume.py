@@ -137,4 +137,4 @@ def test_checkpoint_of_other_parameters_is_not_resumed(fits_input, tmp_path):
 
 def test_default_checkpoint_interval():
     assert default_checkpoint_every(30) == 10
-    assert default_checkpoint_every(200) == 25
+    assert default_checkpoint_every(200) == 50

@@ -108,8 +108,11 @@ class ZarrCheckpoint:
         self.path.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(self.path / self._copy(iteration)), mode="a")
         for name, (lead, dtype) in layout.items():
+            # Uncompressed: a checkpoint is written often and read at most once, and
+            # the state's noisy float64 values barely compress.
             group.create_array(name, shape=tuple(lead) + self.shape, dtype=dtype,
-                               chunks=tuple(lead) + self.chunks, overwrite=True)
+                               chunks=tuple(lead) + self.chunks, compressors=None,
+                               overwrite=True)
 
     def write_part(self, iteration: int, core, state) -> None:
         """Write one tile's core state (``core`` = (row0, row1, col0, col1))."""
