@@ -33,15 +33,23 @@ from pipeline.synthetic import make_survey_frame
 
 
 def write_frame(path: Path, size: int, seed: int) -> None:
-    """A linear, float32 survey-like frame, built in 2048-px pieces to bound memory."""
-    piece = min(size, 2048)
+    """A linear, float32 survey-like frame.
+
+    One 2048-px simulated piece (simulating a whole 6144-px frame star by star takes
+    minutes) is laid out over the frame, each copy flipped differently, so that no
+    tile sees the same pixels at the same place.
+    """
+    piece = 2048
+    frame = make_survey_frame((piece, piece), seed=seed, scale="linear",
+                              n_stars=int(400 * (piece / 512) ** 2),
+                              n_galaxies=int(8 * (piece / 512) ** 2))
+    source = np.asarray(frame.image, dtype=np.float32)
     data = np.empty((size, size), np.float32)
     for r in range(0, size, piece):
         for c in range(0, size, piece):
-            frame = make_survey_frame((piece, piece), seed=seed + r * 7 + c, scale="linear",
-                                      n_stars=int(400 * (piece / 512) ** 2),
-                                      n_galaxies=int(8 * (piece / 512) ** 2))
-            data[r:r + piece, c:c + piece] = frame.image[: size - r, : size - c]
+            flips = (r // piece + 2 * (c // piece)) % 4
+            block = source[:: -1 if flips & 1 else 1, :: -1 if flips & 2 else 1]
+            data[r:r + piece, c:c + piece] = block[: size - r, : size - c]
     fits.PrimaryHDU(data).writeto(path, overwrite=True)
 
 
