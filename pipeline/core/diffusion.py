@@ -221,14 +221,15 @@ class DiffusionRun:
         self._labeller(self._rbar, theta, self.params.group_size, self.background,
                        self.stop)
 
-    #: The arrays that, with ``iteration``, are the whole evolving state of a run; the
-    #: rest (the input's 3x3 mean, the maps, the mask) follows from the input.
-    STATE_FIELDS = ("image", "mean3", "r_ring", "rbar", "stop")
+    #: The arrays that, with ``iteration``, are the whole evolving state of a run.  The
+    #: rest follows: the input's 3x3 mean, the maps and the mask from the input, the
+    #: current 3x3 mean from the image, and the averaged residue is recomputed by the
+    #: next step before anything reads it.
+    STATE_FIELDS = ("image", "r_ring", "stop")
 
     def state(self) -> dict[str, np.ndarray]:
         """The evolving state (views, not copies), for checkpoints."""
-        return {"image": self.image, "mean3": self._mean3, "r_ring": self._r_ring,
-                "rbar": self._rbar, "stop": self.stop}
+        return {"image": self.image, "r_ring": self._r_ring, "stop": self.stop}
 
     def restore(self, state: dict[str, np.ndarray], iteration: int) -> None:
         """Continue from a state saved by :meth:`state` after ``iteration`` iterations."""
@@ -238,6 +239,8 @@ class DiffusionRun:
                 raise ValueError(f"checkpoint field {name!r} has shape {source.shape}, "
                                  f"expected {target.shape}")
             target[...] = source
+        # The same kernel the residue step uses, so the same bits.
+        self._mean3[...] = kernels.mean3(self.image)
         self.iteration = int(iteration)
 
     @property
