@@ -21,6 +21,8 @@ import numbers
 import numpy as np
 from scipy import ndimage as ndi
 
+from pipeline.core.validation import count, real_image, real_number
+
 __all__ = ["perona_malik", "chao_tsai", "median_filter"]
 
 _CONDUCTIONS = ("rational", "exponential")
@@ -29,19 +31,7 @@ _CONDUCTIONS = ("rational", "exponential")
 # --------------------------------------------------------------------------- validation
 def _as_image(image, name="image"):
     """Validate a 2-D real image; return a float64 copy and its mask of NaN pixels."""
-    arr = np.asarray(image)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got {arr.ndim}-D with shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    # astype always copies, so the caller's array is never written to.
-    out = arr.astype(np.float64, copy=True)
+    out = real_image(image, name, copy=True)  # the caller's array is never written to
     if np.isinf(out).any():
         raise ValueError(f"{name} contains infinite values; mark missing data with NaN")
     nan = np.isnan(out)
@@ -58,24 +48,12 @@ def _fill_nearest(values, nan):
     return values[tuple(idx)]
 
 
-def _check_n_iter(n_iter):
-    if isinstance(n_iter, (bool, np.bool_)) or not isinstance(n_iter, numbers.Integral):
-        raise TypeError(f"n_iter must be an integer, got {n_iter!r}")
-    if n_iter < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
-    return int(n_iter)
-
-
-def _check_positive(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
+def _positive(value, name):
+    return real_number(value, name, positive=True)
 
 
 def _check_gamma(gamma):
-    _check_positive(gamma, "gamma")
+    _positive(gamma, "gamma")
     # The explicit 4-neighbour scheme is only stable for gamma <= 1/4.
     if gamma > 0.25:
         raise ValueError(f"gamma must be in (0, 0.25] for a stable scheme, got {gamma}")
@@ -169,8 +147,8 @@ def perona_malik(image, *, n_iter=50, kappa=8.0, gamma=0.25, conduction="rationa
            https://pastebin.com/sBsPX4Y7
     """
     img, nan = _as_image(image)
-    n_iter = _check_n_iter(n_iter)
-    _check_positive(kappa, "kappa")
+    n_iter = count(n_iter, "n_iter")
+    _positive(kappa, "kappa")
     _check_gamma(gamma)
     if conduction not in _CONDUCTIONS:
         raise ValueError(f"conduction must be one of {_CONDUCTIONS}, got {conduction!r}")
@@ -253,8 +231,8 @@ def chao_tsai(image, *, n_iter=10, k=0.05, gamma=0.25):
            ``src/diffusion.py`` at commit fb6bd64 (``option == 2``).
     """
     img, nan = _as_image(image)
-    n_iter = _check_n_iter(n_iter)
-    k = float(_check_positive(k, "k"))
+    n_iter = count(n_iter, "n_iter")
+    k = float(_positive(k, "k"))
     gamma = float(_check_gamma(gamma))
     work = _fill_nearest(img, nan)
 
@@ -266,13 +244,13 @@ def chao_tsai(image, *, n_iter=10, k=0.05, gamma=0.25):
         # Masked pixels must not shape their neighbours' variance: average over the
         # valid pixels of each window only (every valid pixel is in its own window).
         weight = (~nan).astype(np.float64)
-        count = ndi.uniform_filter(weight, 3, mode="reflect")
-        count[nan] = 1.0  # masked pixels' links are closed; any finite value will do
+        window_count = ndi.uniform_filter(weight, 3, mode="reflect")
+        window_count[nan] = 1.0  # masked pixels' links are closed; any finite value will do
 
         def local_moments(cur):
             cur = cur * weight
-            return (ndi.uniform_filter(cur, 3, mode="reflect") / count,
-                    ndi.uniform_filter(cur * cur, 3, mode="reflect") / count)
+            return (ndi.uniform_filter(cur, 3, mode="reflect") / window_count,
+                    ndi.uniform_filter(cur * cur, 3, mode="reflect") / window_count)
 
     def conductance(cur, dS, dE):
         mean, mean_sq = local_moments(cur)

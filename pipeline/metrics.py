@@ -17,26 +17,15 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from pipeline.core.validation import real_image
+
 __all__ = ["mae", "rmse", "psnr", "ssim", "star_flux_left", "extended_rmse", "summary"]
-
-
-def _as_real_2d(arr, name):
-    a = np.asarray(arr)
-    if np.iscomplexobj(a):
-        raise TypeError(f"{name} must be real-valued, got complex dtype {a.dtype}")
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise TypeError(f"{name} must be a numeric array, got dtype {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got {a.ndim}-D with shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty (shape {a.shape})")
-    return a.astype(np.float64, copy=False)
 
 
 def _pair(result, truth):
     """Validated float64 views of both images and the mask of pixels finite in both."""
-    r = _as_real_2d(result, "result")
-    t = _as_real_2d(truth, "truth")
+    r = real_image(result, "result")
+    t = real_image(truth, "truth")
     if r.shape != t.shape:
         raise ValueError(f"result and truth differ in shape: {r.shape} vs {t.shape}")
     valid = np.isfinite(r) & np.isfinite(t)
@@ -216,7 +205,7 @@ def star_flux_left(result, truth, stars_only, *, threshold=None):
            plus a star layer, which is what makes this measure possible.
     """
     r, t, valid = _pair(result, truth)
-    s = _as_real_2d(stars_only, "stars_only")
+    s = real_image(stars_only, "stars_only")
     if s.shape != r.shape:
         raise ValueError(f"stars_only has shape {s.shape}, expected {r.shape}")
     valid &= np.isfinite(s)

@@ -29,11 +29,12 @@ integers), as in :func:`skimage.transform.probabilistic_hough_line`, whose segme
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from pipeline.core.validation import real_image, real_number
 
 __all__ = [
     "StreakMatch",
@@ -49,23 +50,8 @@ _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 # --------------------------------------------------------------------------- helpers
-def _image(image, name="image"):
-    a = np.asarray(image)
-    if np.iscomplexobj(a) or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty")
-    return a.astype(np.float64, copy=False)
-
-
 def _positive(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
+    return real_number(value, name, positive=True)
 
 
 def _direction(angle_deg):
@@ -289,7 +275,7 @@ def detect_streaks(image, *, noise_sigma=None, threshold=3.0, line_length=40,
     from astropy.stats import sigma_clipped_stats
     from skimage.transform import probabilistic_hough_line
 
-    img = _image(image)
+    img = real_image(image)
     finite = np.isfinite(img)
     if not finite.any():
         raise ValueError("image has no finite pixel")
@@ -508,8 +494,8 @@ def streak_amplitude_kept(result, truth, streak_mask, *, sky=None, exclude=None,
         Shapes differ, the mask (after ``exclude``) is empty, or the streak's amplitude
         above the sky is not positive (below 1e-6 of the truth's level).
     """
-    r = _image(result, "result")
-    t = _image(truth, "truth")
+    r = real_image(result, "result")
+    t = real_image(truth, "truth")
     m = np.asarray(streak_mask, dtype=bool)
     if r.shape != t.shape or m.shape != t.shape:
         raise ValueError(f"shapes differ: result {r.shape}, truth {t.shape}, "

@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from astropy.modeling.models import Moffat2D, Sersic2D
 from astropy.visualization import AsinhStretch, ManualInterval
 from scipy import ndimage as ndi
+
+from pipeline.core.validation import count, real_image, real_number
 
 __all__ = ["paper_synthetic", "make_survey_frame", "SurveyFrame", "CATALOGUE_DTYPE"]
 
@@ -35,37 +36,8 @@ _STRETCH_BLACK_SIGMAS = 3.0
 
 
 # --------------------------------------------------------------------------- validation
-def _real(value, name, *, positive=False, nonneg=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    if nonneg and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
-
-
-def _count(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return int(value)
-
-
 def _image(arr, name):
-    a = np.asarray(arr)
-    if np.iscomplexobj(a):
-        raise TypeError(f"{name} must be real-valued, got complex dtype {a.dtype}")
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise TypeError(f"{name} must be a numeric array, got dtype {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got {a.ndim}-D with shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty (shape {a.shape})")
-    a = a.astype(np.float64)  # a copy: the caller's array is never touched
+    a = real_image(arr, name, copy=True)  # a copy: the caller's array is never touched
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains non-finite values")
     return a
@@ -115,8 +87,8 @@ def paper_synthetic(nebula, stars, *, background=46.0, noise_sigma=17.1, seed=0)
     st = _image(stars, "stars")
     if neb.shape != st.shape:
         raise ValueError(f"nebula and stars differ in shape: {neb.shape} vs {st.shape}")
-    background = _real(background, "background")
-    noise_sigma = _real(noise_sigma, "noise_sigma", nonneg=True)
+    background = real_number(background, "background")
+    noise_sigma = real_number(noise_sigma, "noise_sigma", nonnegative=True)
     rng = np.random.default_rng(seed)
     sky = background + rng.normal(0.0, noise_sigma, neb.shape)
     return np.clip(np.maximum(neb, sky) + st, 0.0, 255.0)
@@ -291,40 +263,40 @@ def make_survey_frame(
     # ---- validation, all before any work
     if not isinstance(shape, (tuple, list)) or len(shape) != 2:
         raise ValueError(f"shape must be a pair (rows, columns), got {shape!r}")
-    h, w = (_count(v, "shape") for v in shape)
+    h, w = (count(v, "shape") for v in shape)
     if min(h, w) < 8:
         raise ValueError(f"shape must be at least 8x8, got {(h, w)}")
-    n_stars = _count(n_stars, "n_stars")
-    n_galaxies = _count(n_galaxies, "n_galaxies")
-    sky = _real(sky, "sky")
+    n_stars = count(n_stars, "n_stars")
+    n_galaxies = count(n_galaxies, "n_galaxies")
+    sky = real_number(sky, "sky")
     if not isinstance(sky_gradient, (tuple, list)) or len(sky_gradient) != 2:
         raise ValueError(f"sky_gradient must be a pair (d/drow, d/dcol), got {sky_gradient!r}")
-    gy, gx = (_real(v, "sky_gradient") for v in sky_gradient)
-    noise_sigma = _real(noise_sigma, "noise_sigma", nonneg=True)
+    gy, gx = (real_number(v, "sky_gradient") for v in sky_gradient)
+    noise_sigma = real_number(noise_sigma, "noise_sigma", nonnegative=True)
     if poisson_gain is not None:
-        poisson_gain = _real(poisson_gain, "poisson_gain", positive=True)
-    fwhm = _real(fwhm, "fwhm", positive=True)
-    moffat_beta = _real(moffat_beta, "moffat_beta")
+        poisson_gain = real_number(poisson_gain, "poisson_gain", positive=True)
+    fwhm = real_number(fwhm, "fwhm", positive=True)
+    moffat_beta = real_number(moffat_beta, "moffat_beta")
     if moffat_beta <= 1:
         raise ValueError(f"moffat_beta must be > 1 for a finite flux, got {moffat_beta}")
     if not isinstance(flux_range, (tuple, list)) or len(flux_range) != 2:
         raise ValueError(f"flux_range must be a pair (min, max), got {flux_range!r}")
-    f_lo, f_hi = (_real(v, "flux_range", positive=True) for v in flux_range)
+    f_lo, f_hi = (real_number(v, "flux_range", positive=True) for v in flux_range)
     if f_lo > f_hi:
         raise ValueError(f"flux_range must be (min, max) with min <= max, got {flux_range}")
-    flux_slope = _real(flux_slope, "flux_slope")
+    flux_slope = real_number(flux_slope, "flux_slope")
     if isinstance(nebula, (bool, np.bool_)):
         nebula_peak = 8.0 * noise_sigma if nebula else 0.0
     else:
-        nebula_peak = _real(nebula, "nebula", nonneg=True)
-    streak_amp = 0.0 if streak is None else _real(streak, "streak", positive=True)
-    streak_fwhm = _real(streak_fwhm, "streak_fwhm", positive=True)
+        nebula_peak = real_number(nebula, "nebula", nonnegative=True)
+    streak_amp = 0.0 if streak is None else real_number(streak, "streak", positive=True)
+    streak_fwhm = real_number(streak_fwhm, "streak_fwhm", positive=True)
     if scale not in _SCALES:
         raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
     if scale == "stretched" and noise_sigma == 0:
         raise ValueError("a stretched frame needs noise_sigma > 0 to set its black point")
     if saturate is not None:
-        saturate = _real(saturate, "saturate")
+        saturate = real_number(saturate, "saturate")
 
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     rng_stars, rng_gal, rng_neb, rng_streak, rng_noise, rng_poisson = streams
