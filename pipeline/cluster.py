@@ -19,10 +19,13 @@ statistics and the output store stay in this process.
 Lost workers
 ------------
 The tiles are Dask *actors*: stateful objects that live on one worker.  Dask does not
-retry or move an actor when its worker dies, so a run whose worker is lost fails; that
-is reported as one :class:`ClusterError` line naming the lost worker when Dask says
-which.  The run's checkpoint (``<output>.checkpoint``, shared file system) survives, and
-starting the same command again resumes from the last saved iteration.
+retry or move an actor when its worker dies.  :func:`pipeline.run.remove_stars_file`
+does: it creates the tiles again on the workers that are left and resumes from the
+run's checkpoint (``<output>.checkpoint``, on a shared file system), with one warning
+line.  Without a checkpoint, with no worker left, or after
+``pipeline.run.WORKER_LOSS_RETRIES`` losses, the loss is one :class:`ClusterError` line
+naming the lost worker when Dask says which, and starting the same command again
+resumes from the last saved iteration.
 """
 
 from __future__ import annotations

@@ -268,36 +268,65 @@ def _remove_unfinished(output: Path) -> None:
         shutil.rmtree(output, ignore_errors=True)
 
 
-def _run_on(client, array, params, *, halo, checkpoint, progress):
-    """:func:`pipeline.tiling.run_tiled`; a lost cluster worker becomes one ClusterError."""
+def _warn(message: str) -> None:
+    print(f"destar: warning: {message}", file=sys.stderr, flush=True)
+
+
+#: How many times a run that lost a cluster worker resumes on the workers left.
+WORKER_LOSS_RETRIES = 2
+
+
+def _run_on(client, array, params, *, halo, checkpoint, progress, notify=None):
+    """:func:`pipeline.tiling.run_tiled`, resuming on the other workers if one is lost.
+
+    Dask does not retry or move an actor whose worker dies, so this does: when a
+    worker is lost and the run has a checkpoint, the tiles are created again on the
+    workers that are left and the run resumes from the last save (the result is the
+    one an uninterrupted run gives, see the resume tests), up to
+    ``WORKER_LOSS_RETRIES`` times; ``notify`` is told in one line.  Without a
+    checkpoint, or with no worker left, the loss is one :class:`ClusterError`.
+    """
     from pipeline.tiling import run_tiled
 
     if client is None:
         return run_tiled(array, params, halo=halo, checkpoint=checkpoint,
                          progress=progress, client=None)
-    from pipeline.cluster import ClusterError, cluster_error, is_cluster_failure
-
     import dask
 
-    from pipeline.cluster import worker_addresses
+    from pipeline.cluster import (
+        ClusterError,
+        cluster_error,
+        is_cluster_failure,
+        worker_addresses,
+    )
 
-    workers = worker_addresses(client)
-    try:
-        # The actors find their client as the current one; dask.compute calls (the
-        # frame statistics) still run on local threads.
-        with client.as_current(), dask.config.set(scheduler="threads"):
-            return run_tiled(array, params, halo=halo, checkpoint=checkpoint,
-                             progress=progress, client=client)
-    except ClusterError:
-        raise
-    except Exception as exc:
-        if is_cluster_failure(exc):
+    for attempt in range(WORKER_LOSS_RETRIES + 1):
+        workers = worker_addresses(client)
+        try:
+            # The actors find their client as the current one; dask.compute calls (the
+            # frame statistics) still run on local threads.
+            with client.as_current(), dask.config.set(scheduler="threads"):
+                return run_tiled(array, params, halo=halo, checkpoint=checkpoint,
+                                 progress=progress, client=client)
+        except ClusterError:
+            raise
+        except Exception as exc:
+            if not is_cluster_failure(exc):
+                raise
             error = cluster_error(exc, client, workers)
             # An OSError that no lost worker explains (e.g. a full disk under a
             # checkpoint) is reported as itself.
-            if error.lost or not isinstance(exc, OSError) or "worker" in str(exc).lower():
+            if not (error.lost or not isinstance(exc, OSError)
+                    or "worker" in str(exc).lower()):
+                raise
+            left = worker_addresses(client)
+            if checkpoint is None or not left or attempt == WORKER_LOSS_RETRIES:
                 raise error from exc
-        raise
+            if notify is not None:
+                who = ", ".join(sorted(error.lost)) or "a Dask worker"
+                notify(f"{who} lost during the run; resuming from iteration "
+                       f"{checkpoint.iteration() or 0} on {len(left)} remaining "
+                       f"worker{'s' if len(left) > 1 else ''}")
 
 
 # --------------------------------------------------------------------------- main
@@ -423,11 +452,12 @@ def remove_stars_file(
         with dask.config.set(scheduler="threads"):
             if client is not None:
                 tiled = _run_on(client, array, params, halo=halo, checkpoint=checkpoint,
-                                progress=on_progress)
+                                progress=on_progress, notify=_warn)
             else:
                 with connect(scheduler, cluster) as connected:
                     tiled = _run_on(connected, array, params, halo=halo,
-                                    checkpoint=checkpoint, progress=on_progress)
+                                    checkpoint=checkpoint, progress=on_progress,
+                                    notify=_warn)
     finally:
         if bar is not None:
             bar.close()

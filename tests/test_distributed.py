@@ -1,9 +1,10 @@
 """A frame through a real Dask cluster (a scheduler and two workers started here).
 
 The tiles run as Dask actors on the workers (``--scheduler tcp://...``).  The result
-equals the local run.  A worker killed mid-run is *not* retried by Dask (actors are not
-tasks): the run ends with one error line naming the lost worker, and the same command
-resumes from the checkpoint.
+equals the local run.  Dask does not retry actors (they are not tasks), so a worker
+killed mid-run is handled by destar: the tiles are created again on the worker that is
+left and the run resumes from its checkpoint, with one warning line, and the result
+equals the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ def _pointer_iteration(output: Path) -> int:
         return -1
 
 
-def test_a_killed_worker_is_one_error_line_and_the_rerun_resumes(cluster, fits_input,
-                                                                 tmp_path):
+def test_a_killed_worker_is_replaced_by_resuming_on_the_other(cluster, fits_input,
+                                                                tmp_path):
     from distributed import Client
 
     address, workers = cluster
@@ -130,24 +131,23 @@ def test_a_killed_worker_is_one_error_line_and_the_rerun_resumes(cluster, fits_i
                        if any("_Tile" in str(k) for k in keys)]
         victim = holding[0]
         os.kill(workers[victim].pid, signal.SIGKILL)
-        stdout, stderr = process.communicate(timeout=120)
+        stdout, stderr = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 1
-    assert stdout == ""
+    assert process.returncode == 0, stderr
+    assert stdout == "" and "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("destar: error:") and "Traceback" not in stderr
-    assert victim in lines[0] and "lost" in lines[0] and "resume" in lines[0]
-    saved = _pointer_iteration(out)
-    assert saved >= 20 and not (out / "zarr.json").exists()
-
-    # The same command again, on the worker that is left: it resumes.
-    rerun = subprocess.run(command[:-1], cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"resumed from iteration {saved}" in rerun.stdout
-    assert open_store(out).attrs["resumed_from"] == saved
+    assert lines[0].startswith("destar: warning:")
+    assert victim in lines[0] and "resuming from iteration" in lines[0]
+    store = open_store(out)
+    assert store.attrs["resumed_from"] >= 20
     assert not checkpoint_path(out).exists()
+
+    expected = tmp_path / "local.npy"
+    remove_stars_file(fits_input, expected, chunk=128, overrides={"n_iter": 150},
+                      progress=False)
+    np.testing.assert_allclose(store["starless"].values, np.load(expected), rtol=0,
+                               atol=1e-6)
