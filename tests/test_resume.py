@@ -111,13 +111,13 @@ def test_checkpoint_of_other_parameters_is_not_resumed(fits_input, tmp_path):
 
     original = run._run_on
 
-    def stop_after(client, array, params, *, halo, checkpoint, progress):
+    def stop_after(client, array, params, *, halo, checkpoint, progress, notify=None):
         def hook(done):
             progress(done)
             if done == 15:
                 raise Stop
         return original(client, array, params, halo=halo, checkpoint=checkpoint,
-                        progress=hook)
+                        progress=hook, notify=notify)
 
     run._run_on = stop_after
     try:
