@@ -8,10 +8,10 @@ The structure follows where the time goes (see the project's performance notes):
   coefficients of the row above it in a small buffer instead of a full-frame array, so
   the pass reads the image once and writes it once.
 * :func:`residue_step` fuses the 3x3 mean of the new image, the residue against the
-  original, the relative residue and its history average, and the per-row partial sums
-  of the stop threshold, again in one pass.
-* :func:`label_stop` is a union-find labelling of the thresholded residue with
-  8-connectivity that only answers what the stop needs: is a pixel's component at
+  original, the averaged relative residue (telescoped from a ring of residues) and the
+  per-row partial sums of the stop threshold, again in one pass.
+* :class:`StopLabeller` is a run-based union-find labelling of the thresholded residue
+  with 8-connectivity that only answers what the stop needs: is a pixel's component at
   least ``group_size`` pixels large.
 
 The enhancement factor's ``exp`` runs in a branch-free polynomial form
