@@ -42,7 +42,7 @@ import numpy as np
 from astropy.modeling.models import Sersic2D
 from astropy.visualization import AsinhStretch, ManualInterval
 
-from pipeline.synthetic import make_survey_frame
+from pipeline.synthetic import make_survey_frame, power_law
 
 __all__ = ["FrameSpec", "Frame", "FRAME_SPECS", "QUICK_SPECS", "build_frame",
            "frame_set", "STAR_DTYPE"]
@@ -149,15 +149,6 @@ QUICK_SPECS: tuple[FrameSpec, ...] = tuple(
 
 
 # --------------------------------------------------------------------------- pieces
-def _power_law(rng, n, lo, hi, slope):
-    """Values with density ~ F**slope on [lo, hi] (inverse CDF)."""
-    u = rng.random(n)
-    if slope == -1.0:
-        return lo * (hi / lo) ** u
-    e = slope + 1.0
-    return (lo**e + u * (hi**e - lo**e)) ** (1.0 / e)
-
-
 def moffat_alpha(fwhm: float, beta: float) -> float:
     """Moffat core width alpha of a given FWHM."""
     return fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
@@ -247,7 +238,7 @@ def build_frame(spec: FrameSpec) -> Frame:
 
     sx = rng_stars.uniform(-0.5, w - 0.5, spec.n_stars)
     sy = rng_stars.uniform(-0.5, h - 0.5, spec.n_stars)
-    flux = _power_law(rng_stars, spec.n_stars, *spec.flux_range, spec.flux_slope)
+    flux = power_law(rng_stars, spec.n_stars, *spec.flux_range, spec.flux_slope)
     stars_lin, peak = render_elliptical_moffat(
         (h, w), sx, sy, flux, fwhm=spec.fwhm, beta=spec.moffat_beta,
         ellipticity=spec.ellipticity, theta=spec.psf_theta)

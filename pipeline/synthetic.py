@@ -21,7 +21,8 @@ from scipy import ndimage as ndi
 
 from pipeline.core.validation import count, real_image, real_number
 
-__all__ = ["paper_synthetic", "make_survey_frame", "SurveyFrame", "CATALOGUE_DTYPE"]
+__all__ = ["paper_synthetic", "make_survey_frame", "SurveyFrame", "CATALOGUE_DTYPE",
+           "power_law"]
 
 #: Columns of :attr:`SurveyFrame.catalogue`: column ``x`` and row ``y`` of the centre
 #: (pixel centres at integers), total ``flux`` and central ``peak`` of the Moffat profile.
@@ -137,7 +138,7 @@ class SurveyFrame:
             getattr(self, name).flags.writeable = False
 
 
-def _power_law(rng, n, lo, hi, slope):
+def power_law(rng, n, lo, hi, slope):
     """Draw n values with density proportional to F**slope on [lo, hi] (inverse CDF)."""
     u = rng.random(n)
     if slope == -1.0:
@@ -306,7 +307,7 @@ def make_survey_frame(
     gamma = fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / moffat_beta) - 1.0))
     sx = rng_stars.uniform(-0.5, w - 0.5, n_stars)
     sy = rng_stars.uniform(-0.5, h - 0.5, n_stars)
-    flux = _power_law(rng_stars, n_stars, f_lo, f_hi, flux_slope)
+    flux = power_law(rng_stars, n_stars, f_lo, f_hi, flux_slope)
     stars = _render_stars((h, w), sx, sy, flux, gamma, moffat_beta)
     catalogue = np.empty(n_stars, dtype=CATALOGUE_DTYPE)
     catalogue["x"], catalogue["y"], catalogue["flux"] = sx, sy, flux

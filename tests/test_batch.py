@@ -16,21 +16,13 @@ from pipeline.io import open_store, sha256_file, store_is_complete
 from pipeline.io.checkpoint import checkpoint_path
 from pipeline.synthetic import make_survey_frame
 
+from cli_checks import assert_one_line_error
+
 SIZE = 128
 
 
 def _frame(seed=3):
     return make_survey_frame((SIZE, SIZE), seed=seed, n_stars=30, n_galaxies=1).image
-
-
-def _one_line_error(code, err, *fragments):
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("destar: error:"), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], err
 
 
 @pytest.fixture
@@ -141,7 +133,7 @@ def test_info_prints_what_the_store_holds(tmp_path, capsys):
     (tmp_path / "half.zarr" / "zarr.json").write_text(
         '{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     code = cli.main(["info", str(tmp_path / "half.zarr")])
-    _one_line_error(code, capsys.readouterr().err, "incomplete")
+    assert_one_line_error(code, capsys.readouterr().err, "incomplete")
 
 
 # --------------------------------------------------------------------------- faults
@@ -160,7 +152,7 @@ def test_remove_faults_are_one_line_and_write_nothing(tmp_path, inputs, capsys, 
     out = tmp_path / "o.zarr"
     code = cli.main(["remove", str(source), "-o", str(out), "--n-iter", "5", *extra])
     captured = capsys.readouterr()
-    _one_line_error(code, captured.err, *fragments)
+    assert_one_line_error(code, captured.err, *fragments)
     assert captured.out == ""
     assert not out.exists() and not checkpoint_path(out).exists()
     if digest is not None:
@@ -176,12 +168,12 @@ def test_unwritable_output_folder(tmp_path, inputs, capsys):
             pytest.skip("running as a user (root) who can write to a 0o500 folder")
         code = cli.main(["remove", str(inputs / "good.fits"), "-o",
                          str(locked / "o.zarr"), "--n-iter", "5"])
-        _one_line_error(code, capsys.readouterr().err, "not writable", str(locked))
+        assert_one_line_error(code, capsys.readouterr().err, "not writable", str(locked))
         config = tmp_path / "c.yaml"
         config.write_text(yaml.safe_dump({"inputs": [str(inputs / "good.fits")],
                                           "output": str(locked / "sub")}))
         code = cli.main(["run", str(config)])
-        _one_line_error(code, capsys.readouterr().err, str(locked / "sub"))
+        assert_one_line_error(code, capsys.readouterr().err, str(locked / "sub"))
     finally:
         locked.chmod(0o700)
 
@@ -191,7 +183,7 @@ def test_output_folder_that_even_root_cannot_write(tmp_path, inputs, capsys):
         pytest.skip("needs Linux /proc")
     for out in ("/proc/o.zarr", "/proc/o.fits"):
         code = cli.main(["remove", str(inputs / "good.fits"), "-o", out, "--n-iter", "5"])
-        _one_line_error(code, capsys.readouterr().err, "not writable", "/proc")
+        assert_one_line_error(code, capsys.readouterr().err, "not writable", "/proc")
     assert not os.path.exists("/proc/o.zarr.checkpoint")
 
 
@@ -210,7 +202,7 @@ def test_full_disk_is_one_line_leaves_no_complete_output_and_resumes(tmp_path, i
     argv = ["remove", str(source), "-o", str(out), "--n-iter", "20", "--chunk", "64",
             "--checkpoint-every", "5", "--quiet"]
     code = cli.main(argv)
-    _one_line_error(code, capsys.readouterr().err, "No space left on device")
+    assert_one_line_error(code, capsys.readouterr().err, "No space left on device")
     assert not out.exists()  # the half-written store was removed
     assert checkpoint_path(out).exists()  # the run's state was kept
     assert sha256_file(source) == digest
@@ -232,9 +224,9 @@ def test_unreachable_scheduler_is_one_line(tmp_path, inputs, capsys):
     out = tmp_path / "o.zarr"
     code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--n-iter", "5",
                      "--scheduler", address, "--quiet"])
-    _one_line_error(code, capsys.readouterr().err, "cannot reach the Dask scheduler",
+    assert_one_line_error(code, capsys.readouterr().err, "cannot reach the Dask scheduler",
                     address)
     assert not out.exists()
     code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--n-iter", "5",
                      "--scheduler", "head-node:8786", "--quiet"])
-    _one_line_error(code, capsys.readouterr().err, "tcp://")
+    assert_one_line_error(code, capsys.readouterr().err, "tcp://")

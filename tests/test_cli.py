@@ -11,19 +11,13 @@ from PIL import Image
 
 from pipeline import cli, reports
 
+from cli_checks import assert_one_line_error
+
 
 def _run(capsys, argv):
     code = cli.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def _assert_one_line_error(code, err):
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("destar: error:"), err
-    assert "Traceback" not in err
 
 
 def _assert_png(path, min_side=100):
@@ -140,7 +134,7 @@ def test_missing_paper_dir_is_one_line_error(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
     code, out, err = _run(capsys, ["reproduce-paper", "--paper-dir", str(missing),
                                    "--output", str(tmp_path / "o")])
-    _assert_one_line_error(code, err)
+    assert_one_line_error(code, err)
     assert str(missing) in err
     assert not (tmp_path / "o").exists()  # nothing written on failure
 
@@ -150,7 +144,7 @@ def test_paper_dir_without_images_is_one_line_error(tmp_path, capsys):
     empty.mkdir()
     code, _, err = _run(capsys, ["reproduce-paper", "--paper-dir", str(empty),
                                  "--output", str(tmp_path / "o")])
-    _assert_one_line_error(code, err)
+    assert_one_line_error(code, err)
     assert "figure2d.jpg" in err
 
 
@@ -158,13 +152,13 @@ def test_output_that_is_a_file_is_one_line_error(tmp_path, capsys):
     target = tmp_path / "a-file"
     target.write_text("x")
     code, _, err = _run(capsys, ["demo", "--output", str(target), "--size", "32"])
-    _assert_one_line_error(code, err)
+    assert_one_line_error(code, err)
     assert str(target) in err
 
 
 def test_bad_parameter_is_one_line_error(tmp_path, capsys):
     code, _, err = _run(capsys, ["demo", "--output", str(tmp_path / "o"), "--size", "4"])
-    _assert_one_line_error(code, err)
+    assert_one_line_error(code, err)
     assert "size" in err
 
 
@@ -172,7 +166,7 @@ def test_usage_errors_are_one_line(capsys):
     for argv in ([], ["no-such-command"], ["demo", "--size", "abc"], ["demo", "--bogus"]):
         code, _, err = _run(capsys, argv)
         assert code == 2, argv
-        _assert_one_line_error(code, err)
+        assert_one_line_error(code, err)
 
 
 def test_debug_flag_shows_traceback(tmp_path, capsys):
@@ -193,7 +187,7 @@ def test_keyboard_interrupt_is_one_line(monkeypatch, capsys):
                         lambda self, argv=None: cli.argparse.Namespace(func=interrupted))
     code, _, err = _run(capsys, ["demo"])
     assert code == 130
-    _assert_one_line_error(code, err)
+    assert_one_line_error(code, err)
 
 
 def test_help_and_version_return_zero(capsys):

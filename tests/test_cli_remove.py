@@ -13,6 +13,8 @@ from pipeline import cli, remove_stars
 from pipeline.io import open_store, sha256_file
 from pipeline.synthetic import make_survey_frame
 
+from cli_checks import assert_one_line_error
+
 N_ITER = "12"
 SIZE = 256
 
@@ -21,16 +23,6 @@ def _run(capsys, argv):
     code = cli.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def _assert_one_line_error(code, err, *fragments):
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("destar: error:"), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], err
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +157,7 @@ def test_errors_are_one_line(capsys, bad_inputs, tmp_path, case, extra, fragment
     digest = sha256_file(source) if source.exists() else None
     code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--n-iter", "5",
                                    *extra])
-    _assert_one_line_error(code, err, *fragments)
+    assert_one_line_error(code, err, *fragments)
     assert out == ""
     if digest is not None:
         assert sha256_file(source) == digest
@@ -196,4 +188,4 @@ def test_plane_and_hdu_select_the_image(capsys, frame, tmp_path):
     np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=1e-9)
     code, _, err = _run(capsys, ["remove", str(path), "-o", str(tmp_path / "x.npy"),
                                  "--n-iter", "5"])
-    _assert_one_line_error(code, err, "--plane")
+    assert_one_line_error(code, err, "--plane")

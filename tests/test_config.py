@@ -16,6 +16,8 @@ from pipeline.core.params import PRESETS
 from pipeline.io import open_store, sha256_file
 from pipeline.synthetic import make_survey_frame
 
+from cli_checks import assert_one_line_error
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # A jobqueue cluster starts a local scheduler whose dashboard moves off a busy port 8787.
@@ -29,14 +31,8 @@ def _write(path: Path, data) -> Path:
 
 def _one_line_error(capsys, argv, *fragments):
     code = cli.main(argv)
-    out, err = capsys.readouterr()
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("destar: error:"), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], err
-    return lines[0]
+    _, err = capsys.readouterr()
+    return assert_one_line_error(code, err, *fragments)
 
 
 def test_every_example_config_parses_and_validates():
