@@ -344,6 +344,16 @@ class TiledRun:
     resumed_from: int
 
 
+def _prepare(array, params, halo):
+    """Check a tiled run's input; its halo (default from ``n_iter``) and frame scalars."""
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
+    halo = default_halo(params) if halo is None else int(halo)
+    if halo < 0:
+        raise ValueError(f"halo={halo} must be >= 0")
+    return halo, frame_scalars(array, params)
+
+
 def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None = None,
               checkpoint=None, progress=None, client=None) -> TiledRun:
     """Run the tiled diffusion now, with progress, checkpoints and a cluster.
@@ -353,12 +363,7 @@ def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None 
     :func:`lockstep_diffuse`.  ``resumed_from`` is the iteration a checkpoint
     resumed from (0 for a fresh run).
     """
-    if array.ndim != 2:
-        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
-    halo = default_halo(params) if halo is None else int(halo)
-    if halo < 0:
-        raise ValueError(f"halo={halo} must be >= 0")
-    scalars = frame_scalars(array, params)
+    halo, scalars = _prepare(array, params, halo)
     saved = checkpoint.load() if checkpoint is not None else None
     frame = np.asarray(array.compute())
     starless, metrics = lockstep_diffuse(
@@ -376,12 +381,7 @@ def remove_stars_dask(array: da.Array, params: DiffusionParameters, *,
     over the frame); the diffusion runs when the result is computed.  The result has
     the input's chunks and float64 pixels.
     """
-    if array.ndim != 2:
-        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
-    halo = default_halo(params) if halo is None else int(halo)
-    if halo < 0:
-        raise ValueError(f"halo={halo} must be >= 0")
-    scalars = frame_scalars(array, params)
+    halo, scalars = _prepare(array, params, halo)
     starless, metrics = dask.delayed(lockstep_diffuse, nout=2, pure=True)(
         array, params=params, scalars=scalars, chunks=array.chunks, halo=halo)
     starless = da.from_delayed(starless, array.shape, np.float64).rechunk(array.chunks)
