@@ -18,6 +18,15 @@ or a checkpoint beside the output is the run's own unfinished work, not an exist
 output.  The checkpoint is removed only once the store is complete
 (``destar_complete``); a complete store is refused without ``overwrite``.
 
+A frame large enough to take theta from sample blocks (``threshold_sample``, see
+:mod:`pipeline.tiling.tiles`) streams its tiles instead: the bar first counts the
+sample's iterations, then the tiles, and the checkpoint
+(:class:`pipeline.io.checkpoint.TileCheckpoint`) keeps theta's sequence and every
+finished tile, so the rerun redoes only the unfinished tiles (``tiles_reused`` in the
+summary).  Such a run holds the input plane and the tiles in flight in memory, not
+the whole frame's state; its tiles run on the cluster's workers when there is one
+(which then write the store's chunks: the output must be on a shared file system).
+
 Outputs, by the output's extension
 ----------------------------------
 - ``.zarr``: the result store (:mod:`pipeline.io.store`): ``starless``, ``stars``,
@@ -41,6 +50,7 @@ The input file is only ever read.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import numbers
@@ -324,12 +334,27 @@ def _run_on(client, array, params, *, halo, checkpoint, progress, notify=None):
                 raise error from exc
             if notify is not None:
                 who = ", ".join(sorted(error.lost)) or "a Dask worker"
-                notify(f"{who} lost during the run; resuming from iteration "
-                       f"{checkpoint.iteration() or 0} on {len(left)} remaining "
-                       f"worker{'s' if len(left) > 1 else ''}")
+                since = (f"iteration {checkpoint.iteration() or 0}"
+                         if hasattr(checkpoint, "iteration") else "the saved tiles")
+                notify(f"{who} lost during the run; resuming from {since} on "
+                       f"{len(left)} remaining worker{'s' if len(left) > 1 else ''}")
 
 
 # --------------------------------------------------------------------------- main
+def _tile_progress(bar):
+    """A Dask callback that advances ``bar`` as local threads finish streamed tiles."""
+    from dask.callbacks import Callback
+
+    from pipeline.tiling import STREAMED_TILE_TASK
+
+    def finished(key, result, dsk, state, worker_id):
+        name = key[0] if isinstance(key, tuple) else key
+        if str(name).startswith(STREAMED_TILE_TASK):
+            bar.update(1)
+
+    return Callback(posttask=finished)
+
+
 def remove_stars_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
@@ -372,7 +397,8 @@ def remove_stars_file(
         for a batch's second bar).
     checkpoint_every:
         Iterations between checkpoints of a ``.zarr`` run (``None``:
-        :func:`default_checkpoint_every`; 0: no checkpoint).  Ignored for other formats.
+        :func:`default_checkpoint_every`; 0: no checkpoint).  Ignored for other formats;
+        a streamed run saves every finished tile instead (any value but 0).
     scheduler, cluster, client:
         Where the tiles run (:func:`pipeline.cluster.connect`): a scheduler address, a
         ``cluster:`` section, or an already connected :class:`distributed.Client`.
@@ -384,7 +410,8 @@ def remove_stars_file(
         ``input``, ``output``, ``format``, ``shape``, ``chunks``, ``tiles``, ``halo``,
         ``preset``, ``n_iter``, ``seconds`` (wall time, read to write),
         ``mpx_iter_per_s`` (megapixels times iterations per second), ``resumed_from``
-        (iteration a checkpoint resumed from, 0 if none), ``k``, ``bavg``, ``noise``
+        (iteration a checkpoint resumed from, 0 if none), ``tiles_reused`` (finished
+        tiles a streamed run's checkpoint held), ``k``, ``bavg``, ``noise``
         (the measured frame values) and, for Zarr, ``stars_inexact_pixels``.
 
     Raises
@@ -405,8 +432,8 @@ def remove_stars_file(
     from pipeline.core.remove import validate_image
     from pipeline.io import read_image, split_stars, write_image
     from pipeline.io import store as store_module
-    from pipeline.io.checkpoint import ZarrCheckpoint, checkpoint_path
-    from pipeline.tiling import default_halo
+    from pipeline.io.checkpoint import TileCheckpoint, ZarrCheckpoint, checkpoint_path
+    from pipeline.tiling import default_halo, sample_grid
 
     input_path, output = Path(input_path), Path(output_path)
     if not isinstance(preset, str):
@@ -435,11 +462,16 @@ def remove_stars_file(
     checkpoint = None
     every = default_checkpoint_every(params.n_iter) if checkpoint_every is None \
         else int(checkpoint_every)
+    # A run whose theta comes from sample blocks streams independent tiles: its
+    # checkpoint keeps finished tiles rather than a shared state.
+    streamed = sample_grid(image.shape, params, halo) is not None
     if kind == "zarr" and every > 0:
-        checkpoint = ZarrCheckpoint(
-            checkpoint_path(output), shape=image.shape, chunks=chunks,
-            history=params.residue_history, every=every,
-            fingerprint=_fingerprint(meta, params, chunks, halo, __version__))
+        fingerprint = _fingerprint(meta, params, chunks, halo, __version__)
+        checkpoint = (TileCheckpoint(checkpoint_path(output), fingerprint=fingerprint)
+                      if streamed else
+                      ZarrCheckpoint(checkpoint_path(output), shape=image.shape,
+                                     chunks=chunks, history=params.residue_history,
+                                     every=every, fingerprint=fingerprint))
 
     bar = _progress_bar(progress, params.n_iter, input_path.name, progress_position)
 
@@ -447,44 +479,51 @@ def remove_stars_file(
         if bar is not None:
             bar.update(done - bar.n)
 
-    try:
+    with contextlib.ExitStack() as stack:
+        if bar is not None:
+            stack.callback(bar.close)
+        runner = client if client is not None else stack.enter_context(
+            connect(scheduler, cluster))
         # Everything but the tiles stays in this process, even with a cluster client.
         with dask.config.set(scheduler="threads"):
-            if client is not None:
-                tiled = _run_on(client, array, params, halo=halo, checkpoint=checkpoint,
-                                progress=on_progress, notify=_warn)
-            else:
-                with connect(scheduler, cluster) as connected:
-                    tiled = _run_on(connected, array, params, halo=halo,
-                                    checkpoint=checkpoint, progress=on_progress,
-                                    notify=_warn)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    summary: dict[str, Any] = {}
-    if kind == "zarr":
-        starless, stars, mask, inexact = split_stars(
-            array, da.from_array(tiled.starless, chunks=chunks))
-        attrs = _provenance(meta, params, preset, chunks, tiled.halo, __version__)
-        attrs["stars_inexact_pixels"] = inexact
-        attrs["measured"] = {"k": tiled.scalars.k, "bavg": tiled.scalars.bavg,
-                             "noise": tiled.scalars.noise}
-        attrs["resumed_from"] = int(tiled.resumed_from)
-        attrs["checkpoint_every"] = int(every) if checkpoint is not None else 0
-        try:
-            with dask.config.set(scheduler="threads"):
-                store_module.write_store(output, starless, stars, mask, tiled.metrics,
-                                         attrs, overwrite=overwrite, resume=True)
-        except BaseException:
-            _remove_unfinished(output)  # never leave a store that looks like a result
-            raise
-        if checkpoint is not None:
-            checkpoint.remove()  # only now that the store is complete
-        summary["stars_inexact_pixels"] = int(
-            store_module.open_store(output).attrs["stars_inexact_pixels"])
-    else:
-        starless = tiled.starless
+            tiled = _run_on(runner, array, params, halo=halo, checkpoint=checkpoint,
+                            progress=on_progress, notify=_warn)
+        # Streamed tiles run as they are written: on the cluster's workers if there is
+        # one, else on local threads.
+        where = runner.get if tiled.streamed and runner is not None else "threads"
+        if tiled.streamed and bar is not None:
+            bar.reset(total=n_tiles)
+            bar.unit = "tile"
+            stack.enter_context(_tile_progress(bar))
+        summary: dict[str, Any] = {}
+        if kind == "zarr":
+            starless, stars, mask, inexact = split_stars(array, da.asarray(tiled.starless))
+            attrs = _provenance(meta, params, preset, chunks, tiled.halo, __version__)
+            attrs["stars_inexact_pixels"] = inexact
+            attrs["measured"] = {"k": tiled.scalars.k, "bavg": tiled.scalars.bavg,
+                                 "noise": tiled.scalars.noise}
+            attrs["thetas"] = tiled.thetas
+            attrs["resumed_from"] = int(tiled.resumed_from)
+            attrs["checkpoint_every"] = (int(every) if checkpoint is not None
+                                         and not streamed else 0)
+            attrs["tiles_reused"] = int(tiled.tiles_reused)
+            try:
+                with dask.config.set(scheduler=where):
+                    store_module.write_store(output, starless, stars, mask, tiled.metrics,
+                                             attrs, overwrite=overwrite, resume=True)
+            except BaseException:
+                _remove_unfinished(output)  # never leave a store that looks like a result
+                raise
+            if checkpoint is not None:
+                checkpoint.remove()  # only now that the store is complete
+            summary["stars_inexact_pixels"] = int(
+                store_module.open_store(output).attrs["stars_inexact_pixels"])
+        elif tiled.streamed:
+            with dask.config.set(scheduler=where):
+                starless = np.asarray(tiled.starless.compute())
+        else:
+            starless = tiled.starless
+    if kind != "zarr":
         history = (f"destar {__version__}: stars removed with preset '{preset}' "
                    f"(n_iter={params.n_iter}) from {input_path.name} "
                    f"sha256 {meta.sha256}")
@@ -515,6 +554,7 @@ def remove_stars_file(
         "seconds": seconds,
         "mpx_iter_per_s": megapixels * params.n_iter / seconds if seconds > 0 else math.inf,
         "resumed_from": int(tiled.resumed_from),
+        "tiles_reused": int(tiled.tiles_reused),
         "k": tiled.scalars.k,
         "bavg": tiled.scalars.bavg,
         "noise": tiled.scalars.noise,
@@ -534,6 +574,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"{summary['seconds']:.2f} s, {summary['mpx_iter_per_s']:.3g} Mpx*iter/s")
     if summary.get("resumed_from"):
         line += f", resumed from iteration {summary['resumed_from']}"
+    if summary.get("tiles_reused"):
+        line += f", {summary['tiles_reused']} finished tiles reused"
     inexact = summary.get("stars_inexact_pixels")
     if inexact:
         line += f", stars+starless inexact at {inexact} px"

@@ -100,6 +100,24 @@ def test_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path):
     assert sha256_file(fits_input) == digest
 
 
+def test_streamed_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path):
+    # theta from one 64 x 64 sample block: the sample runs as actors, then the tiles
+    # as plain tasks on the workers, which write the store's chunks.
+    address, _ = cluster
+    kwargs = dict(chunk=128, overrides={"n_iter": 20, "threshold_sample": 64 * 64},
+                  progress=False)
+    remote = remove_stars_file(fits_input, tmp_path / "remote.zarr", scheduler=address,
+                               **kwargs)
+    local = remove_stars_file(fits_input, tmp_path / "local.zarr", **kwargs)
+    remote_store = open_store(tmp_path / "remote.zarr")
+    assert remote["tiles"] == 4 and remote_store.attrs["checkpoint_every"] == 0
+    np.testing.assert_allclose(remote_store.starless.values,
+                               open_store(tmp_path / "local.zarr").starless.values,
+                               rtol=0, atol=1e-9)
+    assert remote_store.attrs["thetas"] == open_store(tmp_path / "local.zarr").attrs["thetas"]
+    assert local["tiles_reused"] == 0
+
+
 def _pointer_iteration(output: Path) -> int:
     try:
         return int(json.loads((checkpoint_path(output) / "pointer.json").read_text())

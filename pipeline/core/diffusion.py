@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from pipeline.core import kernels
+from pipeline.core import kernels, sampling
 from pipeline.core.params import DiffusionParameters
 
 __all__ = [
@@ -151,15 +151,16 @@ class DiffusionRun:
     stats : FrameStatistics
     signal, background : ndarray of bool
         Signal and pure-background maps (whole-frame values for a tile).
-    core : tuple of slices, optional
-        Region whose pixels count towards the stop threshold; a tile passes its core
-        so that the tiles' partial sums add up to the whole frame's.
+    counted : ndarray of bool, optional
+        Pixels whose residue counts towards the stop threshold (default: all).  A
+        tile passes its core, so that the tiles' partial sums add up to the whole
+        frame's, and a large frame its sample blocks (:mod:`pipeline.core.sampling`).
     masked : ndarray of bool, optional
         Pixels that are not data.  No flux crosses their edges (a zero-flux boundary
         around the mask), so the finite pixels conserve their total.
     """
 
-    def __init__(self, image0, params, stats, signal, background, *, core=None,
+    def __init__(self, image0, params, stats, signal, background, *, counted=None,
                  masked=None):
         shape = image0.shape
         self.params = params
@@ -184,10 +185,8 @@ class DiffusionRun:
             self._closed[:, :-1][masked[:, 1:]] |= 2
         self._any_closed = bool(self._closed.any())
         self._labeller = kernels.StopLabeller(shape)
-        self._threshold_mask = self.signal
-        if core is not None:
-            self._threshold_mask = np.zeros(shape, bool)
-            self._threshold_mask[core] = self.signal[core]
+        self._threshold_mask = (self.signal if counted is None
+                                else np.ascontiguousarray(self.signal & counted))
         self.iteration = 0
 
     @property
@@ -289,7 +288,9 @@ def diffuse(
         k = asymmetry_normalisation(image0)
     stats = statistics_from(params, k=k, bavg=bavg, noise=noise)
     ratio, signal, background = classification_maps(image0, stats, params)
-    run = DiffusionRun(image0, params, stats, signal, background, masked=masked)
+    counted = sampling.threshold_region(image0.shape, params.threshold_sample)
+    run = DiffusionRun(image0, params, stats, signal, background, counted=counted,
+                       masked=masked)
     wanted = set(record)
     diagnostics: dict[int, Diagnostics] = {}
     theta = np.inf

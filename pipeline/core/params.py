@@ -23,6 +23,9 @@ __all__ = [
 
 Formulation = Literal["reference", "finite"]
 
+#: Smallest ``threshold_sample``: one 64 x 64 block, below which theta is too noisy.
+MIN_THRESHOLD_SAMPLE = 64 * 64
+
 
 @dataclass(frozen=True)
 class DiffusionParameters:
@@ -56,6 +59,14 @@ class DiffusionParameters:
         and the intensity ratio taken against the background *level and scale*
         ``1 + (m - bavg) / max(bavg, noise)``, so it stays finite on frames whose
         background is at or below zero (sky-subtracted data).
+    threshold_sample : int or None
+        Largest number of pixels whose residue sets the stop threshold theta.  A
+        frame with more pixels takes theta from a fixed grid of sample blocks of
+        about this total area, placed in frame coordinates
+        (:func:`pipeline.core.sampling.threshold_blocks`), so that a tiled run can
+        learn every iteration's theta from those blocks alone and then stream its
+        tiles independently, in memory that does not grow with the frame.
+        ``None``: always the whole frame, as the authors' code does.
     """
 
     n_iter: int = 200
@@ -68,6 +79,7 @@ class DiffusionParameters:
     group_size: int = 50
     residue_history: int = 4
     formulation: Formulation = "reference"
+    threshold_sample: int | None = None
 
     def __post_init__(self) -> None:
         _check_int(self, "n_iter", minimum=0)
@@ -75,6 +87,8 @@ class DiffusionParameters:
         _check_int(self, "segmentation_window", minimum=1)
         _check_int(self, "group_size", minimum=1)
         _check_int(self, "residue_history", minimum=1)
+        if self.threshold_sample is not None:
+            _check_int(self, "threshold_sample", minimum=MIN_THRESHOLD_SAMPLE)
         _check_real(self, "gamma")
         if not 0.0 < self.gamma <= 0.25:
             raise ValueError(
@@ -145,9 +159,10 @@ def _check_names(overrides: Mapping) -> None:
 #: The authors' code, to the bit: bavg = 46 and its own evaluation of the enhancement.
 REFERENCE = DiffusionParameters()
 
-#: The paper's parameters, with bavg measured on each image (sigma-clipped) and the
-#: enhancement evaluated in a form that stays finite on sky-subtracted data.
-PAPER = REFERENCE.replace(bavg=None, formulation="finite")
+#: The paper's parameters, with bavg measured on each image (sigma-clipped), the
+#: enhancement evaluated in a form that stays finite on sky-subtracted data, and theta
+#: taken from 2048 x 2048 pixels of sample blocks on larger frames.
+PAPER = REFERENCE.replace(bavg=None, formulation="finite", threshold_sample=2048 * 2048)
 
 PRESETS: Mapping[str, DiffusionParameters] = {
     "reference": REFERENCE,

@@ -13,6 +13,10 @@ half-written is ever read.
 
 The pointer also records a fingerprint of the run (input hash, parameters, chunking,
 halo); a checkpoint whose fingerprint differs is ignored rather than resumed.
+
+A streamed run (theta from sample blocks, independent tiles) has no shared state: its
+:class:`TileCheckpoint` keeps theta's sequence and each finished tile's core, so a
+killed run redoes only the tiles it had not finished.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import zarr
 
-__all__ = ["ZarrCheckpoint", "checkpoint_path"]
+__all__ = ["TileCheckpoint", "ZarrCheckpoint", "checkpoint_path"]
 
 
 def checkpoint_path(output: str | os.PathLike) -> Path:
@@ -66,21 +71,11 @@ class ZarrCheckpoint:
 
     # ------------------------------------------------------------------ pointer
     def _pointer(self) -> dict | None:
-        try:
-            pointer = json.loads((self.path / "pointer.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-        if pointer.get("fingerprint") != self.fingerprint:
-            return None
-        return pointer
+        return _read_pointer(self.path, self.fingerprint)
 
     def _write_pointer(self, pointer: dict) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".pointer-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(pointer, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path / "pointer.json")
+        _replace_file(self.path / "pointer.json",
+                      lambda handle: handle.write(json.dumps(pointer).encode()))
 
     # ------------------------------------------------------------------ protocol
     def load(self):
@@ -134,3 +129,88 @@ class ZarrCheckpoint:
         """Iteration of the last complete checkpoint, if any."""
         pointer = self._pointer()
         return None if pointer is None else int(pointer["iteration"])
+
+
+def _read_pointer(folder: Path, fingerprint: dict) -> dict | None:
+    """``pointer.json`` of ``folder`` if it exists and carries ``fingerprint``."""
+    try:
+        pointer = json.loads((folder / "pointer.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if pointer.get("fingerprint") != fingerprint:
+        return None
+    return pointer
+
+
+def _replace_file(path: Path, write) -> None:
+    """Write ``path`` through a temporary file and ``os.replace``: all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class TileCheckpoint:
+    """Finished tiles of a streamed run (see the module notes).
+
+    ``pointer.json`` holds the fingerprint and theta's sequence; ``tile-R-C.npz``
+    the starless core and metrics of the tile whose core starts at row R, column C,
+    each written whole or not at all.  Tiles may be saved from cluster workers
+    (given a shared file system): the object is a path and a fingerprint.
+
+    Parameters
+    ----------
+    path : path-like
+        The checkpoint folder (see :func:`checkpoint_path`).
+    fingerprint : dict
+        JSON-able description of the run; only a run with the same fingerprint
+        reuses the saved tiles.
+    """
+
+    def __init__(self, path, *, fingerprint):
+        self.path = Path(path)
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
+
+    def load_thetas(self) -> np.ndarray | None:
+        """theta's sequence of this run, if a previous attempt saved it."""
+        pointer = _read_pointer(self.path, self.fingerprint)
+        if pointer is None:
+            return None
+        return np.array(pointer["thetas"], float)
+
+    def save_thetas(self, thetas) -> None:
+        """Start the checkpoint: drop anything of another run, record theta."""
+        if self.path.exists() and _read_pointer(self.path, self.fingerprint) is None:
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        # Python's json keeps NaN (no theta yet) and inf (nothing to protect).
+        values = [float(t) for t in np.asarray(thetas, float)]
+        pointer = {"fingerprint": self.fingerprint, "thetas": values}
+        _replace_file(self.path / "pointer.json",
+                      lambda handle: handle.write(json.dumps(pointer).encode()))
+
+    def _tile_path(self, core) -> Path:
+        return self.path / f"tile-{int(core[0])}-{int(core[2])}.npz"
+
+    def load_tile(self, core):
+        """``(starless core, metrics dict)`` of a finished tile, or ``None``."""
+        try:
+            with np.load(self._tile_path(core)) as saved:
+                return saved["starless"], json.loads(str(saved["metrics"]))
+        except (FileNotFoundError, OSError, ValueError, KeyError):
+            return None
+
+    def save_tile(self, core, starless, metrics: dict) -> None:
+        """Record a finished tile."""
+        _replace_file(self._tile_path(core), lambda handle: np.savez(
+            handle, starless=starless, metrics=np.array(json.dumps(metrics))))
+
+    def tiles_saved(self) -> int:
+        """How many finished tiles the checkpoint holds."""
+        return len(list(self.path.glob("tile-*.npz")))
+
+    def remove(self) -> None:
+        """Delete the checkpoint (after the output is complete)."""
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -32,9 +32,22 @@ project's tiling notes).  For the chunking not to change the science:
    empirical margin, not a proof of exactness.
 
 Lockstep keeps every tile's state in memory at once, about 110 bytes per pixel of
-tile plus halo in float64.  On one machine it therefore costs more memory than a whole
-frame run and gains no speed.  It is what lets the same computation spread over the
-workers of a cluster with the science unchanged.
+tile plus halo in float64, so its memory grows with the frame.
+
+4. **Large frames stream their tiles.**  With ``threshold_sample`` set (the default
+   presets but ``reference``), a frame larger than that many pixels takes theta from
+   a fixed grid of sample blocks in frame coordinates
+   (:mod:`pipeline.core.sampling`), in the whole-frame run as in the tiled one.  The
+   tiled run then has two phases.  First :func:`threshold_sequence` runs only the
+   sample blocks, each with the same halo as a tile, in lockstep, and records theta
+   at every iteration; by point 3 the blocks' pixels evolve as in the whole frame, so
+   this is the whole frame's theta.  Then :func:`stream_tiles` diffuses every tile on
+   its own with that known sequence: the tiles share nothing, Dask runs them in any
+   order on any worker (and retries a lost one), and only the tiles in flight are in
+   memory.  The streamed result equals the whole-frame run's as the lockstep one does
+   (tests/test_streamed.py).  The sample costs the blocks' own diffusion (about
+   16 % more work on a 6144 x 6144 frame, see the README) and changes the science
+   only through theta, measured in the README's results.
 """
 
 from __future__ import annotations
@@ -58,9 +71,11 @@ from pipeline.core.diffusion import (
 )
 from pipeline.core.params import DiffusionParameters
 from pipeline.core.remove import prepare_plane
+from pipeline.core.sampling import threshold_blocks
 
 __all__ = [
     "FrameScalars",
+    "STREAMED_TILE_TASK",
     "TileMetrics",
     "TiledResult",
     "default_halo",
@@ -68,6 +83,10 @@ __all__ = [
     "lockstep_diffuse",
     "remove_stars_dask",
     "run_tiled",
+    "sample_grid",
+    "stream_tile",
+    "stream_tiles",
+    "threshold_sequence",
     "TiledRun",
 ]
 
@@ -154,16 +173,8 @@ def tile_grid(chunks, shape, halo):
     core plus ``halo`` pixels on every side, cut at the frame's edges (no padding:
     the frame's own edges keep the whole-frame boundary rules).
     """
-    row_edges = np.concatenate([[0], np.cumsum(chunks[0])]).astype(int)
-    col_edges = np.concatenate([[0], np.cumsum(chunks[1])]).astype(int)
-    tiles = []
-    for r0, r1 in zip(row_edges[:-1], row_edges[1:]):
-        for c0, c1 in zip(col_edges[:-1], col_edges[1:]):
-            core = (int(r0), int(r1), int(c0), int(c1))
-            ext = (max(core[0] - halo, 0), min(core[1] + halo, shape[0]),
-                   max(core[2] - halo, 0), min(core[3] + halo, shape[1]))
-            tiles.append((core, ext))
-    return tiles
+    return [((r0, r1, c0, c1), _extend((r0, r1, c0, c1), halo, shape))
+            for r0, r1 in _edges(chunks[0]) for c0, c1 in _edges(chunks[1])]
 
 
 def _core_in_block(core, ext):
@@ -173,7 +184,7 @@ def _core_in_block(core, ext):
 class _Tile:
     """One tile's diffusion state and bookkeeping during a lockstep run."""
 
-    def __init__(self, block, core, ext, params, stats, numba_threads=None):
+    def __init__(self, block, core, ext, params, stats, numba_threads=None, counts=True):
         start = time.perf_counter()
         # Threads of the compiled kernels; "worker" means the hosting Dask worker's
         # thread count.  A worker runs its actors' calls one at a time, so each call
@@ -184,8 +195,13 @@ class _Tile:
         work, self.mask = prepare_plane(self.block)
         _, signal, background = classification_maps(work, stats, params)
         self.inner = _core_in_block(core, ext)
+        # The core's pixels count towards theta when the tiles reduce it in lockstep;
+        # a tile given the theta sequence counts none.
+        counted = np.zeros(work.shape, bool)
+        if counts:
+            counted[self.inner] = True
         self.run = DiffusionRun(work, params, stats, signal, background,
-                                core=self.inner, masked=self.mask)
+                                counted=counted, masked=self.mask)
         self.seconds = time.perf_counter() - start
 
     def _timed(self, method, *args):
@@ -209,6 +225,16 @@ class _Tile:
 
     def apply_stop(self, theta):
         self._timed(self.run.apply_stop, theta)
+
+    def run_with(self, thetas):
+        """Run every iteration with a known theta sequence (``thetas[t - 1]`` at t)."""
+        self._timed(self._iterate, thetas)
+
+    def _iterate(self, thetas):
+        for theta in thetas:
+            self.run.step()
+            if self.run.stop_ready:
+                self.run.apply_stop(theta)
 
     def state_layout(self) -> dict:
         """``{field: (leading shape, dtype)}`` of the evolving state."""
@@ -285,6 +311,15 @@ def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
         Run each tile as a Dask actor on the client's workers: the tiles' states stay
         on the workers and only the threshold's partial sums travel every iteration.
     """
+    starless, metrics, _ = _lockstep_diffuse(
+        frame, params=params, scalars=scalars, chunks=chunks, halo=halo,
+        checkpoint=checkpoint, progress=progress, client=client)
+    return starless, metrics
+
+
+def _lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint, progress,
+                      client):
+    """:func:`lockstep_diffuse`, also returning theta at every iteration."""
     if client is not None:
         # Actor handles talk to the current client; make it this one even when it
         # is not the process's default client.
@@ -295,17 +330,39 @@ def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
 
 
 def _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, client):
-    stats = statistics_from(params, k=scalars.k, bavg=scalars.bavg, noise=scalars.noise)
+    stats = _statistics(params, scalars)
     grid = tile_grid(chunks, frame.shape, halo)
+    tiles = _start_tiles(frame, grid, params, stats, client)
+    thetas = _iterate_lockstep(tiles, params, checkpoint, progress)
+    starless = np.empty(frame.shape)
+    for tile, result in zip(grid, _call_all(tiles, "core_result")):
+        core = tile[0]
+        starless[core[0]:core[1], core[2]:core[3]] = result
+    return starless, _call_all(tiles, "metrics", halo, params), thetas
+
+
+def _statistics(params, scalars):
+    return statistics_from(params, k=scalars.k, bavg=scalars.bavg, noise=scalars.noise)
+
+
+def _start_tiles(frame, grid, params, stats, client):
+    """A :class:`_Tile` per ``(core, extended)`` bounds: local objects or Dask actors."""
     blocks = [frame[ext[0]:ext[1], ext[2]:ext[3]] for _, ext in grid]
     if client is None:
-        tiles = [_Tile(block, core, ext, params, stats)
-                 for block, (core, ext) in zip(blocks, grid)]
-    else:
-        futures = [client.submit(_Tile, np.asarray(block), core, ext, params, stats,
-                                 numba_threads="worker", actor=True, pure=False)
-                   for block, (core, ext) in zip(blocks, grid)]
-        tiles = [future.result() for future in futures]
+        return [_Tile(block, core, ext, params, stats)
+                for block, (core, ext) in zip(blocks, grid)]
+    futures = [client.submit(_Tile, np.asarray(block), core, ext, params, stats,
+                             numba_threads="worker", actor=True, pure=False)
+               for block, (core, ext) in zip(blocks, grid)]
+    return [future.result() for future in futures]
+
+
+def _iterate_lockstep(tiles, params, checkpoint, progress):
+    """Advance ``tiles`` together to ``n_iter``, reducing theta from their cores.
+
+    Returns the theta of every iteration (NaN before the stop starts).
+    """
+    thetas = np.full(params.n_iter, np.nan)
     done = 0
     if checkpoint is not None and checkpoint.load() is not None:
         done = _call_all(tiles, "restore", checkpoint)[0]
@@ -318,6 +375,7 @@ def _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, client
             theta = threshold_from(sum(p[0] for p in partials),
                                    sum(p[1] for p in partials))
             _call_all(tiles, "apply_stop", theta)
+            thetas[iteration - 1] = theta
         if checkpoint is not None and iteration % checkpoint.every == 0 \
                 and iteration < params.n_iter:
             layout = layout or _call_all(tiles[:1], "state_layout")[0]
@@ -326,22 +384,168 @@ def _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, client
             checkpoint.commit(iteration)
         if progress is not None:
             progress(iteration)
-    starless = np.empty(frame.shape)
-    for tile, result in zip(grid, _call_all(tiles, "core_result")):
-        core = tile[0]
-        starless[core[0]:core[1], core[2]:core[3]] = result
-    return starless, _call_all(tiles, "metrics", halo, params)
+    return thetas
+
+
+def sample_grid(shape, params, halo):
+    """``[(block, extended block)]`` of the theta sample blocks, or ``None``.
+
+    ``None`` when theta comes from the whole frame (:func:`threshold_blocks`); the
+    tiles must then run in lockstep.
+    """
+    blocks = threshold_blocks(shape, params.threshold_sample)
+    if blocks is None:
+        return None
+    return [(block, _extend(block, halo, shape)) for block in blocks]
+
+
+def _sample_thetas(blocks, grid, params, stats, client, progress):
+    """theta at every iteration, from the sample blocks run in lockstep on their own."""
+    frame = _Blocks(blocks, grid)
+    tiles = _start_tiles(frame, grid, params, stats, client)
+    return _iterate_lockstep(tiles, params, None, progress)
+
+
+class _Blocks:
+    """The extended sample blocks, sliceable by their own bounds as a frame would be."""
+
+    def __init__(self, blocks, grid):
+        self._by_bounds = {ext: block for block, (_, ext) in zip(blocks, grid)}
+
+    def __getitem__(self, index):
+        rows, cols = index
+        return self._by_bounds[(rows.start, rows.stop, cols.start, cols.stop)]
+
+
+def threshold_sequence(frame, *, params, scalars, halo, client=None, progress=None):
+    """theta at every iteration (NaN before the stop starts) for a sampled frame.
+
+    Runs only the sample blocks of :func:`sample_grid`, each with ``halo`` pixels of
+    the frame around it, in lockstep; their blocks' pixels then evolve as in the whole
+    frame (the halo argument of the module notes), so theta is the whole-frame run's.
+    ``frame`` is a NumPy or Dask array (only the extended blocks are read).
+
+    Raises
+    ------
+    ValueError
+        If theta comes from the whole frame for this shape and ``params``.
+    """
+    grid = sample_grid(frame.shape, params, halo)
+    if grid is None:
+        raise ValueError(f"a {frame.shape[0]} x {frame.shape[1]} frame takes theta from "
+                         f"every pixel (threshold_sample={params.threshold_sample}); "
+                         "there is no sample to run")
+    blocks = [np.asarray(frame[e[0]:e[1], e[2]:e[3]]) for _, e in grid]
+    run = lambda: _sample_thetas(blocks, grid, params, _statistics(params, scalars),  # noqa: E731
+                                 client, progress)
+    if client is None:
+        return run()
+    with client.as_current():
+        return run()
+
+
+#: Prefix of the Dask keys of :func:`stream_tiles`' tile tasks (for progress bars).
+STREAMED_TILE_TASK = "destar-tile"
+
+
+def stream_tile(block, core, ext, params, stats, halo, thetas, numba_threads=None):
+    """Diffuse one tile on its own with a known theta sequence: ``(core, metrics)``.
+
+    A plain NumPy function (the per-tile kernel of :func:`stream_tiles`): ``block`` is
+    the tile's extended block ``ext`` of the frame, ``core`` its core's bounds.
+    """
+    tile = _Tile(block, core, ext, params, stats, numba_threads=numba_threads,
+                 counts=False)
+    tile.run_with(np.asarray(thetas, dtype=np.float64))
+    return tile.core_result(), tile.metrics(halo, params)
+
+
+def _tile_threads(n_tiles):
+    """Compiled-kernel threads per tile when the tiles share this machine's cores.
+
+    Tiles run side by side on the scheduler's threads, one core each, which wastes
+    nothing on synchronisation; only with fewer tiles than cores does a tile take
+    several.
+    """
+    cores = numba.config.NUMBA_NUM_THREADS
+    return max(1, cores // max(1, min(n_tiles, cores)))
+
+
+def stream_tiles(array, *, params, scalars, halo, thetas, checkpoint=None) -> TiledResult:
+    """Lazy tiles of ``array`` (its chunks), each diffused alone with ``thetas``.
+
+    ``thetas`` is the sequence of :func:`threshold_sequence` (or a ``dask.delayed``
+    one).  Nothing couples the tiles, so Dask runs them in any order and keeps only
+    the ones in flight in memory.  With a ``checkpoint``
+    (:class:`pipeline.io.checkpoint.TileCheckpoint`: ``load_tile(core)`` and
+    ``save_tile(core, starless, metrics)``), a tile it holds is read instead of
+    computed and every computed tile is saved.
+    """
+    stats = _statistics(params, scalars)
+    grid = tile_grid(array.chunks, array.shape, halo)
+    threads = _tile_threads(len(grid))
+    run_tile = stream_tile if checkpoint is None else _checkpointed(checkpoint)
+    token = dask.base.tokenize(array, params, stats, halo, thetas, checkpoint)
+    parts = {}
+    for core, ext in grid:
+        block = array[ext[0]:ext[1], ext[2]:ext[3]]
+        parts[core] = dask.delayed(run_tile, nout=2, pure=True)(
+            block, core, ext, params, stats, halo, thetas, threads,
+            dask_key_name=f"{STREAMED_TILE_TASK}-{core[0]}-{core[2]}-{token}")
+    rows = []
+    for r0, r1 in _edges(array.chunks[0]):
+        rows.append([da.from_delayed(parts[(r0, r1, c0, c1)][0], (r1 - r0, c1 - c0),
+                                     np.float64, meta=np.empty((0, 0)))
+                     for c0, c1 in _edges(array.chunks[1])])
+    starless = da.block(rows)
+    metrics = dask.delayed(list, pure=True)([parts[core][1] for core, _ in grid])
+    return TiledResult(starless=starless, metrics=metrics, halo=halo)
+
+
+def _checkpointed(checkpoint):
+    def run_tile(block, core, *args):
+        saved = checkpoint.load_tile(core)
+        if saved is not None:
+            return saved[0], TileMetrics(**saved[1])
+        starless, metrics = stream_tile(block, core, *args)
+        checkpoint.save_tile(core, starless, metrics.as_dict())
+        return starless, metrics
+    return run_tile
+
+
+def _edges(sizes):
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+def _extend(core, halo, shape):
+    return (max(core[0] - halo, 0), min(core[1] + halo, shape[0]),
+            max(core[2] - halo, 0), min(core[3] + halo, shape[1]))
 
 
 @dataclass(frozen=True)
 class TiledRun:
-    """Outputs of an eager tiled run (:func:`run_tiled`)."""
+    """Outputs of :func:`run_tiled`.
 
-    starless: np.ndarray
-    metrics: list
+    In a lockstep run ``starless`` is an ndarray and ``metrics`` a list, and
+    ``resumed_from`` the iteration a checkpoint resumed from (0 if none).  In a
+    streamed run (theta from sample blocks) they are a Dask array and a
+    ``dask.delayed`` list whose tiles run when they are computed or written, one by
+    one, and ``tiles_reused`` counts the finished tiles a checkpoint held.
+    ``thetas`` is theta at every iteration (NaN before the stop starts).
+    """
+
+    starless: object
+    metrics: object
     scalars: FrameScalars
     halo: int
     resumed_from: int
+    thetas: np.ndarray
+    tiles_reused: int = 0
+
+    @property
+    def streamed(self) -> bool:
+        return not isinstance(self.starless, np.ndarray)
 
 
 def _prepare(array, params, halo):
@@ -356,21 +560,47 @@ def _prepare(array, params, halo):
 
 def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None = None,
               checkpoint=None, progress=None, client=None) -> TiledRun:
-    """Run the tiled diffusion now, with progress, checkpoints and a cluster.
+    """Run a tiled diffusion with progress, checkpoints and a cluster (batch jobs).
 
-    The eager counterpart of :func:`remove_stars_dask` for batch jobs: ``array``'s
-    chunks are the tiles; ``checkpoint``, ``progress`` and ``client`` are passed to
-    :func:`lockstep_diffuse`.  ``resumed_from`` is the iteration a checkpoint
-    resumed from (0 for a fresh run).
+    ``array``'s chunks are the tiles.  Where theta comes from the whole frame the
+    tiles run now, in lockstep (:func:`lockstep_diffuse`, which takes
+    ``checkpoint``, ``progress`` and ``client``); ``resumed_from`` is the iteration a
+    checkpoint resumed from.  Where it comes from sample blocks
+    (:func:`sample_grid`), the blocks run now (``progress`` is told their
+    iterations) and the tiles are returned lazily (:class:`TiledRun`); its
+    ``checkpoint`` is a :class:`pipeline.io.checkpoint.TileCheckpoint` (theta's
+    sequence and the finished tiles), since the tiles share no state.
+
+    Raises
+    ------
+    ValueError
+        A lockstep checkpoint for a streamed run.
     """
     halo, scalars = _prepare(array, params, halo)
+    if sample_grid(array.shape, params, halo) is not None:
+        if checkpoint is not None and not hasattr(checkpoint, "load_tile"):
+            raise ValueError("a run that takes theta from sample blocks streams "
+                             "independent tiles: its checkpoint keeps tiles "
+                             "(TileCheckpoint), not a lockstep state")
+        thetas = checkpoint.load_thetas() if checkpoint is not None else None
+        reused = 0 if thetas is None else checkpoint.tiles_saved()
+        if thetas is None:
+            thetas = threshold_sequence(array, params=params, scalars=scalars,
+                                        halo=halo, client=client, progress=progress)
+            if checkpoint is not None:
+                checkpoint.save_thetas(thetas)
+        streamed = stream_tiles(array, params=params, scalars=scalars, halo=halo,
+                                thetas=thetas, checkpoint=checkpoint)
+        return TiledRun(starless=streamed.starless, metrics=streamed.metrics,
+                        scalars=scalars, halo=halo, resumed_from=0, thetas=thetas,
+                        tiles_reused=reused)
     saved = checkpoint.load() if checkpoint is not None else None
     frame = np.asarray(array.compute())
-    starless, metrics = lockstep_diffuse(
+    starless, metrics, thetas = _lockstep_diffuse(
         frame, params=params, scalars=scalars, chunks=array.chunks, halo=halo,
         checkpoint=checkpoint, progress=progress, client=client)
     return TiledRun(starless=starless, metrics=metrics, scalars=scalars, halo=halo,
-                    resumed_from=0 if saved is None else saved[0])
+                    resumed_from=0 if saved is None else saved[0], thetas=thetas)
 
 
 def remove_stars_dask(array: da.Array, params: DiffusionParameters, *,
@@ -378,10 +608,19 @@ def remove_stars_dask(array: da.Array, params: DiffusionParameters, *,
     """Lazy tiled star removal of a 2-D Dask array; its chunks are the tiles.
 
     The frame-level scalars are computed when this is called (two cheap reductions
-    over the frame); the diffusion runs when the result is computed.  The result has
-    the input's chunks and float64 pixels.
+    over the frame); the diffusion runs when the result is computed: in lockstep as
+    one task where theta comes from the whole frame, else as a task for the sample
+    blocks followed by one independent task per tile.  The result has the input's
+    chunks and float64 pixels.
     """
     halo, scalars = _prepare(array, params, halo)
+    grid = sample_grid(array.shape, params, halo)
+    if grid is not None:
+        blocks = [array[e[0]:e[1], e[2]:e[3]] for _, e in grid]
+        thetas = dask.delayed(_sample_thetas, pure=True)(
+            blocks, grid, params, _statistics(params, scalars), None, None)
+        return stream_tiles(array, params=params, scalars=scalars, halo=halo,
+                            thetas=thetas)
     starless, metrics = dask.delayed(lockstep_diffuse, nout=2, pure=True)(
         array, params=params, scalars=scalars, chunks=array.chunks, halo=halo)
     starless = da.from_delayed(starless, array.shape, np.float64).rechunk(array.chunks)
