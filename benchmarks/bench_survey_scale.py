@@ -8,11 +8,16 @@ the command-line tool on it in a child process, and reports
 - wall time and throughput (frame pixels x iterations / wall time; halo work is not
   counted, as the survey-scale issue defines it),
 - the child's peak resident memory (``ru_maxrss`` of the finished child),
-- where the time went: compute inside the tiles (the per-tile ``seconds`` of the
-  store), the halo overhead (extended-tile pixels over frame pixels), and the rest
-  (reading, frame statistics, writing, start-up).
+- where the time went: the theta sample blocks of a streamed run (the store's
+  ``theta_sample_seconds``), compute inside the tiles (the per-tile ``seconds`` of the
+  store, divided by the cores when tiles run side by side), the halo overhead
+  (extended-tile pixels over frame pixels), and the rest (reading, frame statistics,
+  writing, start-up).
 
-Two sizes show whether peak memory stays flat as the frame grows.
+Two sizes show whether peak memory stays flat as the frame grows.  With
+``--compare-lockstep`` every size also runs with theta from the whole frame
+(``threshold_sample: null`` in a config), that is with the tiles in lockstep, side by
+side with the streamed run.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -54,15 +58,15 @@ def write_frame(path: Path, size: int, seed: int) -> None:
 
 
 def run_child(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and peak RSS (GiB) of one child process (its own ``ru_maxrss``)."""
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    child = subprocess.Popen(command)
+    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak_kib < before:  # ru_maxrss is a maximum over all children so far
-        peak_kib = before
-    return seconds, peak_kib / 2**20
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    return seconds, usage.ru_maxrss / 2**20
 
 
 def main(argv=None) -> int:
@@ -73,6 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--workdir", default="bench-output/survey-scale")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--compare-lockstep", action="store_true",
+                        help="also run every size with theta from the whole frame")
     args = parser.parse_args(argv)
 
     import xarray as xr
@@ -81,9 +87,10 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     destar = str(Path(sys.executable).with_name("destar"))
     rows = []
-    # Smallest first: ru_maxrss of children only grows, so each size's peak is
-    # measured as the maximum so far (an upper bound for the larger sizes is exact).
-    for size in sorted(args.sizes):
+    lockstep_config = workdir / "whole-frame-theta.yaml"
+    lockstep_config.write_text("parameters:\n  threshold_sample: null\n")
+    modes = [False, True] if args.compare_lockstep else [False]
+    for size, lockstep in [(size, mode) for size in sorted(args.sizes) for mode in modes]:
         frame = workdir / f"frame-{size}.fits"
         if not frame.exists():
             write_frame(frame, size, seed=11)
@@ -91,9 +98,15 @@ def main(argv=None) -> int:
         command = [destar, "remove", str(frame), "-o", str(output), "--chunk",
                    str(args.chunk), "--n-iter", str(args.n_iter), "--preset", args.preset,
                    "--overwrite", "--quiet"]
+        if lockstep:
+            command += ["--config", str(lockstep_config)]
         seconds, peak_gib = run_child(command)
         store = xr.open_zarr(output)
-        compute = float(store["seconds"].sum())
+        sample = float(store.attrs.get("theta_sample_seconds", 0.0))
+        streamed = "theta_sample_seconds" in store.attrs and sample > 0
+        # Streamed tiles run side by side, one per core; lockstep tiles one at a time.
+        side_by_side = min(os.cpu_count() or 1, store.sizes["tile"]) if streamed else 1
+        compute = float(store["seconds"].sum()) / side_by_side
         ext_pixels = float(sum(
             (min(r1 + h, size) - max(r0 - h, 0)) * (min(c1 + h, size) - max(c0 - h, 0))
             for r0, r1, c0, c1, h in zip(store["row_start"].values, store["row_stop"].values,
@@ -101,12 +114,13 @@ def main(argv=None) -> int:
                                          store["halo"].values)))
         row = dict(size=size, n_iter=args.n_iter, chunk=args.chunk, preset=args.preset,
                    seconds=seconds, mpx_iter_per_s=size * size * args.n_iter / seconds / 1e6,
-                   peak_rss_gib=peak_gib, tile_compute_seconds=compute,
-                   halo_overhead=ext_pixels / size**2, other_seconds=seconds - compute,
-                   cpu_count=os.cpu_count())
+                   peak_rss_gib=peak_gib, streamed=streamed, theta_sample_seconds=sample,
+                   tile_compute_seconds=compute, halo_overhead=ext_pixels / size**2,
+                   other_seconds=seconds - compute - sample, cpu_count=os.cpu_count())
         rows.append(row)
         print(f"{size}x{size}, n={args.n_iter}, tiles {args.chunk}: {seconds:.1f} s, "
               f"{row['mpx_iter_per_s']:.1f} Mpx*iter/s, peak RSS {peak_gib:.2f} GiB; "
+              f"{'streamed' if streamed else 'lockstep'}: theta sample {sample:.1f} s, "
               f"tile compute {compute:.1f} s, halo overhead x{row['halo_overhead']:.2f}, "
               f"I/O and the rest {row['other_seconds']:.1f} s", flush=True)
     if args.json:

@@ -507,6 +507,7 @@ def remove_stars_file(
             attrs["checkpoint_every"] = (int(every) if checkpoint is not None
                                          and not streamed else 0)
             attrs["tiles_reused"] = int(tiled.tiles_reused)
+            attrs["theta_sample_seconds"] = float(tiled.sample_seconds)
             try:
                 with dask.config.set(scheduler=where):
                     store_module.write_store(output, starless, stars, mask, tiled.metrics,
@@ -734,7 +735,13 @@ def format_store_info(path: str | os.PathLike[str]) -> str:
         "  measured        " + (", ".join(f"{k} {measured[k]:.6g}" for k in
                                           ("bavg", "noise", "k") if k in measured)
                                  if measured else "(not recorded)"),
-        f"  resumed from    iteration {attrs.get('resumed_from', 0)}",
+        f"  theta           " + ("from sample blocks, tiles streamed "
+                                 f"({attrs.get('theta_sample_seconds', 0):.1f} s)"
+                                 if attrs.get("theta_sample_seconds")
+                                 else "from the whole frame, tiles in lockstep"),
+        f"  resumed from    iteration {attrs.get('resumed_from', 0)}"
+        + (f", {attrs['tiles_reused']} finished tiles reused"
+           if attrs.get("tiles_reused") else ""),
         f"  stars inexact   {attrs.get('stars_inexact_pixels')} px",
     ]
     if attrs.get("input_warnings"):

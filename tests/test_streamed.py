@@ -10,7 +10,7 @@ from pipeline import diagnose, remove_stars
 from pipeline.core.params import PAPER, REFERENCE, DiffusionParameters
 from pipeline.core.sampling import SAMPLE_BLOCK, threshold_blocks, threshold_region
 from pipeline.io import open_store
-from pipeline.run import remove_stars_file
+from pipeline.run import format_store_info, remove_stars_file
 from pipeline.synthetic import make_survey_frame
 from pipeline.tiling import (
     STREAMED_TILE_TASK,
@@ -114,7 +114,16 @@ def test_run_tiled_streams_lazily_and_refuses_a_checkpoint(frame):
         run_tiled(array, SAMPLED, checkpoint=object())
 
 
-def test_file_run_streams_into_a_store(tmp_path, frame, whole):
+def test_file_run_streams_into_a_store(tmp_path, frame, whole, monkeypatch):
+    from pipeline.tiling import tiles
+
+    real, calls = tiles.stream_tile, []
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiles, "stream_tile", counted)
     source = tmp_path / "frame.fits"
     fits.PrimaryHDU(frame.astype(np.float32)).writeto(source)
     as_read = frame.astype(np.float32).astype(np.float64)
@@ -124,6 +133,7 @@ def test_file_run_streams_into_a_store(tmp_path, frame, whole):
                                                          "threshold_sample": 256 * 256},
                                 chunk=256, progress=False)
     assert summary["tiles"] == 9
+    assert len(calls) == 9 == len(set(calls))  # every tile ran once, for data and metrics
     store = open_store(out)
     starless = store["starless"].values
     finite = np.isfinite(as_read)
@@ -133,6 +143,7 @@ def test_file_run_streams_into_a_store(tmp_path, frame, whole):
     assert store.attrs["checkpoint_every"] == 0
     assert len(store.attrs["thetas"]) == 40
     assert not (tmp_path / "out.zarr.checkpoint").exists()
+    assert "theta           from sample blocks, tiles streamed" in format_store_info(out)
 
 
 def test_killed_streamed_run_redoes_only_unfinished_tiles(tmp_path, frame, monkeypatch):

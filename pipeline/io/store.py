@@ -328,7 +328,10 @@ def write_store(path, starless, stars, mask, metrics, attrs: Mapping[str, Any] |
         "stars": (_DIMS, stars, {"long_name": "removed stars: input - starless"}),
         "mask": (_DIMS, mask, {"long_name": "input pixel is not finite (masked)"}),
     })
-    with _quiet_zarr():
+    # No low-level fusion: dask.array.store optimises the arrays' graph on its own,
+    # and fusing a tile task into its one dependent there renames it, so the same
+    # tile would run again for the metrics and the lazy attributes.
+    with _quiet_zarr(), dask.config.set({"optimization.fuse.active": False}):
         write = data.to_zarr(path, mode="w-", compute=False, zarr_format=3,
                              consolidated=False)
         computed = dask.compute(write, metrics, lazy_attrs)

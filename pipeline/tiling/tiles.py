@@ -531,8 +531,9 @@ class TiledRun:
     ``resumed_from`` the iteration a checkpoint resumed from (0 if none).  In a
     streamed run (theta from sample blocks) they are a Dask array and a
     ``dask.delayed`` list whose tiles run when they are computed or written, one by
-    one, and ``tiles_reused`` counts the finished tiles a checkpoint held.
-    ``thetas`` is theta at every iteration (NaN before the stop starts).
+    one, ``tiles_reused`` counts the finished tiles a checkpoint held and
+    ``sample_seconds`` is the time the sample blocks took.  ``thetas`` is theta at
+    every iteration (NaN before the stop starts).
     """
 
     starless: object
@@ -542,6 +543,7 @@ class TiledRun:
     resumed_from: int
     thetas: np.ndarray
     tiles_reused: int = 0
+    sample_seconds: float = 0.0
 
     @property
     def streamed(self) -> bool:
@@ -584,6 +586,7 @@ def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None 
                              "(TileCheckpoint), not a lockstep state")
         thetas = checkpoint.load_thetas() if checkpoint is not None else None
         reused = 0 if thetas is None else checkpoint.tiles_saved()
+        start = time.perf_counter()
         if thetas is None:
             thetas = threshold_sequence(array, params=params, scalars=scalars,
                                         halo=halo, client=client, progress=progress)
@@ -593,7 +596,7 @@ def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None 
                                 thetas=thetas, checkpoint=checkpoint)
         return TiledRun(starless=streamed.starless, metrics=streamed.metrics,
                         scalars=scalars, halo=halo, resumed_from=0, thetas=thetas,
-                        tiles_reused=reused)
+                        tiles_reused=reused, sample_seconds=time.perf_counter() - start)
     saved = checkpoint.load() if checkpoint is not None else None
     frame = np.asarray(array.compute())
     starless, metrics, thetas = _lockstep_diffuse(
