@@ -473,7 +473,8 @@ def remove_stars_file(
                                      chunks=chunks, history=params.residue_history,
                                      every=every, fingerprint=fingerprint))
 
-    bar = _progress_bar(progress, params.n_iter, input_path.name, progress_position)
+    label = f"{input_path.name} theta sample" if streamed else input_path.name
+    bar = _progress_bar(progress, params.n_iter, label, progress_position)
 
     def on_progress(done):
         if bar is not None:
@@ -493,6 +494,7 @@ def remove_stars_file(
         where = runner.get if tiled.streamed and runner is not None else "threads"
         if tiled.streamed and bar is not None:
             bar.reset(total=n_tiles)
+            bar.set_description(f"{input_path.name} tiles", refresh=False)
             bar.unit = "tile"
             stack.enter_context(_tile_progress(bar))
         summary: dict[str, Any] = {}
