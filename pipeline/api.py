@@ -32,10 +32,14 @@ def remove_stars(
         2-D image (any real dtype).  Non-finite pixels are masked data: they stay as
         they are and exchange no flux with their neighbours.  A Dask array is
         processed tile by tile (its chunks) and the result is lazy, with the same
-        chunks; a DataArray keeps its dims, coords and attrs.
+        chunks and the values of the whole-frame run; a frame larger than
+        ``threshold_sample`` pixels streams its tiles (:mod:`pipeline.tiling.tiles`).
+        A DataArray keeps its dims, coords and attrs.
     preset : str or DiffusionParameters, optional
         ``"paper"`` (default): the paper's parameters with the background measured on
-        the image and a formulation that stays finite on sky-subtracted data.
+        the image and a formulation that stays finite on sky-subtracted data; on a
+        frame larger than 2048 x 2048 the stop threshold comes from sample blocks
+        (:mod:`pipeline.core.sampling`).
         ``"reference"``: the authors' code, reproduced to 1e-9 (bavg = 46).
     channel_axis : int, optional
         If given, ``image`` is 3-D and each channel is processed on its own
