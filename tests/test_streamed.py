@@ -194,3 +194,24 @@ def test_streamed_chunking_does_not_change_a_1536_frame_at_200_iterations():
         diff = np.abs(tiled - whole)
         assert diff.max() <= 0.5, f"chunk {chunk}: max diff {diff.max():.3g} DN"
         assert diff.mean() <= 0.01, f"chunk {chunk}: mean diff {diff.mean():.3g} DN"
+
+
+def test_the_tile_kernel_alone_replays_a_whole_frame_run():
+    # stream_tile is a plain NumPy function: given the whole frame as its block and
+    # the theta of every iteration, it is the whole-frame run.
+    from pipeline.core.diffusion import asymmetry_normalisation, statistics_from
+    from pipeline.core.remove import background_for
+    from pipeline.tiling import stream_tile
+
+    image = np.array(make_survey_frame((160, 200), seed=5, n_stars=60).image)
+    params = PAPER.replace(n_iter=25)
+    recorded = diagnose(image, iterations=range(1, 26), preset=params).diagnostics
+    thetas = [recorded[t].theta if t > params.residue_history else np.nan
+              for t in range(1, 26)]
+    bavg, noise = background_for(image, params)
+    stats = statistics_from(params, k=asymmetry_normalisation(image), bavg=bavg,
+                            noise=noise)
+    bounds = (0, 160, 0, 200)
+    starless, metrics = stream_tile(image, bounds, bounds, params, stats, 0, thetas)
+    assert np.array_equal(starless, remove_stars(image, preset=params))
+    assert metrics.iterations == 25 and 0 <= metrics.stopped_fraction <= 1
