@@ -120,7 +120,7 @@ def paper_n_scan(image, grid, preset="paper"):
     array = validate_image(image)
     work, mask = prepare_plane(array)
     bavg, noise = background_for(array, params)
-    stats = statistics_from(params, k=asymmetry_normalisation(work), bavg=bavg,
+    stats = statistics_from(params, k=asymmetry_normalisation(work, mask), bavg=bavg,
                             noise=noise)
     _, signal, background = classification_maps(work, stats, params)
     run = DiffusionRun(work, params, stats, signal, background, masked=mask)

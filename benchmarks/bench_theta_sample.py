@@ -68,7 +68,7 @@ def run(image, params, sampled: bool):
     start = time.perf_counter()
     work, mask = prepare_plane(image)
     bavg, noise = background_for(image, params)
-    stats = statistics_from(params, k=asymmetry_normalisation(work), bavg=bavg,
+    stats = statistics_from(params, k=asymmetry_normalisation(work, mask), bavg=bavg,
                             noise=noise)
     _, signal, background = classification_maps(work, stats, params)
     counted = threshold_region(image.shape, params.threshold_sample) if sampled else None

@@ -126,8 +126,10 @@ def test_stars_plus_starless_is_the_input_and_mask(store, fits_input):
     assert np.array_equal(total[finite], image[finite].astype(np.float64))
     assert ds.attrs["stars_inexact_pixels"] == 0
     assert np.isnan(ds.stars.values[70, 90]) and np.isnan(ds.starless.values[70, 90])
-    # Stars were actually removed: a positive total flux.
-    assert np.nansum(ds.stars.values) > 0
+    # Stars were actually removed: some star peaks went into the stars layer, far
+    # above the noise (6).  Not the total: the diffusion conserves flux, so the layer
+    # sums to about zero.
+    assert np.nanmax(ds.stars.values) > 30
 
 
 def test_store_matches_remove_stars_on_the_same_array(tmp_path):

@@ -215,3 +215,16 @@ def test_the_tile_kernel_alone_replays_a_whole_frame_run():
     starless, metrics = stream_tile(image, bounds, bounds, params, stats, 0, thetas)
     assert np.array_equal(starless, remove_stars(image, preset=params))
     assert metrics.iterations == 25 and 0 <= metrics.stopped_fraction <= 1
+
+
+@pytest.mark.parametrize("sample", [128 * 128, None], ids=["streamed", "lockstep"])
+def test_a_masked_region_larger_than_a_tile_changes_nothing(sample):
+    # A chip gap or a bad region covering whole tiles and their halos: the fill of its
+    # pixels depends on what a tile sees, so it must not reach k or any finite pixel.
+    image = np.array(make_survey_frame((768, 768), seed=1).image)
+    image[0:400, 0:400] = np.nan
+    params = PAPER.replace(n_iter=40, threshold_sample=sample)
+    whole = remove_stars(image, preset=params)
+    tiled = remove_stars(da.from_array(image, chunks=128), preset=params).compute()
+    assert np.array_equal(np.isnan(tiled), np.isnan(image))
+    assert np.nanmax(np.abs(tiled - whole)) <= 1e-9

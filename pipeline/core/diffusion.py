@@ -100,12 +100,18 @@ class DiffusionResult:
         return float(np.mean(self.stop == 0))
 
 
-def asymmetry_normalisation(image0: np.ndarray) -> float:
+def asymmetry_normalisation(image0: np.ndarray, masked: np.ndarray | None = None) -> float:
     """``k``: twice the mean scale-1 asymmetry of the input, border ones included.
 
     np.mean is what the reference code uses: the same pairwise summation, the same k.
+    Masked pixels (``masked``, filled in ``image0``) count as flat, with no asymmetry:
+    the asymmetry of a fill is not data, and far inside a large masked region the fill
+    depends on how much of the frame a tile sees.
     """
-    return 2.0 * float(np.mean(kernels.multiscale_asymmetry(image0, 1)))
+    asymmetry = kernels.multiscale_asymmetry(image0, 1)
+    if masked is not None:
+        asymmetry[masked] = 0.0
+    return 2.0 * float(np.mean(asymmetry))
 
 
 def statistics_from(
@@ -285,7 +291,7 @@ def diffuse(
         Iterations at which to keep :class:`Diagnostics`.  Costs nothing otherwise.
     """
     if k is None:
-        k = asymmetry_normalisation(image0)
+        k = asymmetry_normalisation(image0, masked)
     stats = statistics_from(params, k=k, bavg=bavg, noise=noise)
     ratio, signal, background = classification_maps(image0, stats, params)
     counted = sampling.threshold_region(image0.shape, params.threshold_sample)

@@ -134,17 +134,23 @@ class TiledResult:
 
 
 def _scale1_asymmetry(block: np.ndarray) -> np.ndarray:
-    filled, _ = prepare_plane(block)
-    return kernels.multiscale_asymmetry(filled, 1)
+    """Scale-1 asymmetry of the finite pixels of ``block``, 0 at masked ones."""
+    filled, masked = prepare_plane(block)
+    asymmetry = kernels.multiscale_asymmetry(filled, 1)
+    if masked is not None:
+        asymmetry[masked] = 0.0
+    return asymmetry
 
 
 def frame_scalars(array: da.Array, params: DiffusionParameters) -> FrameScalars:
     """k, bavg and noise of a whole Dask frame, independently of its chunks.
 
-    A pixel's scale-1 asymmetry needs its 8 neighbours: a 1-pixel overlap with no
-    padding at the frame's edges gives every pixel its whole-frame value.
+    A pixel's scale-1 asymmetry needs its 8 neighbours, and a masked neighbour takes
+    the value of its nearest finite pixel, at most one more pixel away: a 2-pixel
+    overlap with no padding at the frame's edges gives every finite pixel its
+    whole-frame value.  Masked pixels count as flat (as in the whole-frame run).
     """
-    a1 = array.map_overlap(_scale1_asymmetry, depth=1, boundary="none",
+    a1 = array.map_overlap(_scale1_asymmetry, depth=2, boundary="none",
                            dtype=np.float64, meta=np.empty((0, 0)))
     wanted = [a1.sum()]
     measure = not (params.bavg is not None and params.formulation == "reference")
