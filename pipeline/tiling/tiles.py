@@ -45,9 +45,9 @@ tile plus halo in float64, so its memory grows with the frame.
    its own with that known sequence: the tiles share nothing, Dask runs them in any
    order on any worker (and retries a lost one), and only the tiles in flight are in
    memory.  The streamed result equals the whole-frame run's as the lockstep one does
-   (tests/test_streamed.py).  The sample costs the blocks' own diffusion (about
-   16 % more work on a 6144 x 6144 frame, see the README) and changes the science
-   only through theta, measured in the README's results.
+   (tests/test_streamed.py).  The sample costs the blocks' own diffusion (10 s of
+   a 60 s run of a 6144 x 6144 frame, see the README) and changes the science only
+   through theta, measured in the README's results.
 """
 
 from __future__ import annotations
@@ -338,7 +338,8 @@ def _lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint, progr
 def _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, client):
     stats = _statistics(params, scalars)
     grid = tile_grid(chunks, frame.shape, halo)
-    tiles = _start_tiles(frame, grid, params, stats, client)
+    blocks = [frame[ext[0]:ext[1], ext[2]:ext[3]] for _, ext in grid]
+    tiles = _start_tiles(blocks, grid, params, stats, client)
     thetas = _iterate_lockstep(tiles, params, checkpoint, progress)
     starless = np.empty(frame.shape)
     for tile, result in zip(grid, _call_all(tiles, "core_result")):
@@ -351,9 +352,11 @@ def _statistics(params, scalars):
     return statistics_from(params, k=scalars.k, bavg=scalars.bavg, noise=scalars.noise)
 
 
-def _start_tiles(frame, grid, params, stats, client):
-    """A :class:`_Tile` per ``(core, extended)`` bounds: local objects or Dask actors."""
-    blocks = [frame[ext[0]:ext[1], ext[2]:ext[3]] for _, ext in grid]
+def _start_tiles(blocks, grid, params, stats, client):
+    """A :class:`_Tile` per extended block and its ``(core, extended)`` bounds.
+
+    Local objects, or Dask actors on the client's workers.
+    """
     if client is None:
         return [_Tile(block, core, ext, params, stats)
                 for block, (core, ext) in zip(blocks, grid)]
@@ -407,20 +410,8 @@ def sample_grid(shape, params, halo):
 
 def _sample_thetas(blocks, grid, params, stats, client, progress):
     """theta at every iteration, from the sample blocks run in lockstep on their own."""
-    frame = _Blocks(blocks, grid)
-    tiles = _start_tiles(frame, grid, params, stats, client)
+    tiles = _start_tiles(blocks, grid, params, stats, client)
     return _iterate_lockstep(tiles, params, None, progress)
-
-
-class _Blocks:
-    """The extended sample blocks, sliceable by their own bounds as a frame would be."""
-
-    def __init__(self, blocks, grid):
-        self._by_bounds = {ext: block for block, (_, ext) in zip(blocks, grid)}
-
-    def __getitem__(self, index):
-        rows, cols = index
-        return self._by_bounds[(rows.start, rows.stop, cols.start, cols.stop)]
 
 
 def threshold_sequence(frame, *, params, scalars, halo, client=None, progress=None):
