@@ -1,0 +1,232 @@
+"""The point-spread function measured on the image itself.
+
+A star has the shape of the point-spread function (PSF); a galaxy is wider.  This
+module measures that shape from bright, isolated, unsaturated sources: each is fitted
+with an elliptical Moffat profile on a constant local sky, and the shape is the median
+over the sources of the narrowest family, so that the wider galaxies among the
+candidates do not bias it.  It is the first piece of a star/galaxy separation; the
+diffusion presets do not use it yet.
+
+The profile is evaluated at pixel centres, as :mod:`pipeline.synthetic` renders its
+stars:
+
+.. math::
+
+    I(x, y) = s + A \\left(1 + \\frac{u^2}{\\alpha_1^2} + \\frac{v^2}{\\alpha_2^2}\\right)^{-\\beta}
+
+with :math:`(u, v)` the offsets rotated by the position angle, and a full width at
+half maximum of :math:`2 \\alpha \\sqrt{2^{1/\\beta} - 1}` along each axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+from skimage.feature import peak_local_max
+
+from pipeline.core.background import estimate_background
+from pipeline.core.validation import count, real_image
+
+__all__ = ["PSFShape", "measure_psf", "moffat_image"]
+
+#: Half-side of the fitted cutout, in pixels.
+_HALF = 10
+
+#: Faintest fitted peak, in units of the noise.
+_MIN_PEAK_SNR = 10.0
+
+#: A neighbouring peak in or just outside the cutout brighter than this fraction of
+#: the candidate's disqualifies it.
+_NEIGHBOUR_FRACTION = 0.02
+
+
+@dataclass(frozen=True)
+class PSFShape:
+    """An elliptical Moffat point-spread function.
+
+    Attributes
+    ----------
+    fwhm : float
+        Geometric mean of the major- and minor-axis FWHM, in pixels.
+    beta : float
+        Moffat power index (large: close to a Gaussian; small: broad wings).
+    ellipticity : float
+        ``1 - minor / major`` of the FWHM.
+    angle : float
+        Position angle of the major axis in radians, from the column (x) axis towards
+        the row (y) axis, in ``[0, pi)``.
+    n_stars : int
+        Sources the shape is the median over.
+    """
+
+    fwhm: float
+    beta: float
+    ellipticity: float
+    angle: float
+    n_stars: int
+
+
+def moffat_image(shape, x0, y0, amplitude, psf: PSFShape) -> np.ndarray:
+    """An elliptical Moffat of ``psf``'s shape, peak ``amplitude`` at column ``x0``,
+    row ``y0``, evaluated at the pixel centres of an array of ``shape``."""
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    major = psf.fwhm / math.sqrt(1.0 - psf.ellipticity)
+    minor = psf.fwhm * math.sqrt(1.0 - psf.ellipticity)
+    return _moffat(cols, rows, x0, y0, amplitude, _alpha(major, psf.beta),
+                   _alpha(minor, psf.beta), psf.angle, psf.beta)
+
+
+def _alpha(fwhm, beta):
+    return fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+
+
+def _fwhm(alpha, beta):
+    return 2.0 * alpha * math.sqrt(2.0 ** (1.0 / beta) - 1.0)
+
+
+def _moffat(x, y, x0, y0, amplitude, alpha1, alpha2, angle, beta):
+    c, s = math.cos(angle), math.sin(angle)
+    u = (x - x0) * c + (y - y0) * s
+    v = -(x - x0) * s + (y - y0) * c
+    return amplitude * (1.0 + (u / alpha1) ** 2 + (v / alpha2) ** 2) ** (-beta)
+
+
+def _fit_source(cutout, noise):
+    """Fit one cutout; ``(fwhm1, fwhm2, angle, beta)`` or ``None`` if the fit fails.
+
+    The fit runs in units of the noise, so that it is the same problem whatever the
+    image's units.
+    """
+    cutout = cutout / noise
+    size = cutout.shape[0]
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    sky0 = float(np.median(np.concatenate([cutout[0], cutout[-1], cutout[:, 0],
+                                           cutout[:, -1]])))
+    peak = float(cutout[_HALF, _HALF]) - sky0
+    # Parameters: amplitude, x0, y0, sky, log alpha1, log alpha2, angle, log(beta - 1).
+    start = np.array([peak, _HALF, _HALF, sky0, math.log(1.5), math.log(1.5), 0.0,
+                      math.log(2.0)])
+
+    def residual(p):
+        model = p[3] + _moffat(x, y, p[1], p[2], p[0], math.exp(p[4]), math.exp(p[5]),
+                               p[6], 1.0 + math.exp(p[7]))
+        return (model - cutout).ravel()
+
+    try:
+        fit = least_squares(residual, start, x_scale="jac", max_nfev=400)
+    except (ValueError, FloatingPointError):
+        return None
+    amplitude, x0, y0, _, la1, la2, angle, lb = fit.x
+    beta = 1.0 + math.exp(lb)
+    if not (fit.success and amplitude > 0 and abs(x0 - _HALF) < 2 and abs(y0 - _HALF) < 2
+            and 1.0 < beta < 50.0):
+        return None
+    f1, f2 = _fwhm(math.exp(la1), beta), _fwhm(math.exp(la2), beta)
+    if f1 < f2:
+        f1, f2, angle = f2, f1, angle + math.pi / 2
+    if not 0.5 < f2 <= f1 < _HALF:
+        return None
+    return f1, f2, angle % math.pi, beta
+
+
+def measure_psf(image, *, max_sources=40) -> PSFShape:
+    """Measure the PSF of ``image`` from its bright, isolated, unsaturated sources.
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+        The frame, in any units, with any sky level; NaN pixels are masked data.
+    max_sources : int, optional
+        Brightest usable sources to fit.
+
+    Returns
+    -------
+    PSFShape
+
+    Raises
+    ------
+    ValueError
+        If no source is bright, isolated and unsaturated enough to be fitted.
+    TypeError
+        For non-numeric input.
+
+    Notes
+    -----
+    Candidates are local maxima at least 10 noise sigmas above the
+    sky, with no neighbour peak above 2 % of theirs within 3 pixels of their
+    ``21 x 21`` cutout, no masked pixel in it, and a peak below 98 % of the frame's
+    largest value (where saturated stars are clipped).  Galaxies among
+    them are wider than the stars: the shape is the median of the sources whose FWHM
+    lies within 15 % of the narrowest family's median, found by iterating
+    ``median -> keep fwhm < 1.15 median``; each source weighs as its peak's
+    signal-to-noise ratio.  On a stretched (non-linear) frame the result is the
+    stretched profile's shape, not the optics'.
+
+    References
+    ----------
+    .. [1] A. F. J. Moffat, "A theoretical investigation of focal stellar images in
+       the photographic emulsion and application to photographic photometry",
+       Astronomy and Astrophysics 3, 455-461, 1969.
+    """
+    data = real_image(image, "image")
+    max_sources = count(max_sources, "max_sources", minimum=1)
+    finite = np.isfinite(data)
+    level, noise = estimate_background(data)
+    noise = max(noise, np.finfo(float).tiny)
+    filled = np.where(finite, data, level) - level
+    peaks = peak_local_max(filled, min_distance=3, threshold_abs=5.0 * noise,
+                           exclude_border=_HALF)
+    # Saturated stars are clipped at the frame's largest value; a little below it
+    # counts too (a clipped star's neighbour pixels, rounding).
+    ceiling = 0.98 * float(np.max(filled))
+    brightness = filled[peaks[:, 0], peaks[:, 1]]
+    order = np.argsort(brightness)[::-1]
+    peaks, brightness = peaks[order], brightness[order]
+    shapes = []
+    for (row, col), peak in zip(peaks, brightness):
+        if peak < _MIN_PEAK_SNR * noise or len(shapes) >= max_sources:
+            continue
+        window = (slice(row - _HALF, row + _HALF + 1), slice(col - _HALF, col + _HALF + 1))
+        if not finite[window].all():
+            continue
+        cutout = filled[window]
+        if peak >= ceiling:  # clipped: its top is the frame's saturation level
+            continue
+        near = ((np.abs(peaks[:, 0] - row) <= _HALF + 3)
+                & (np.abs(peaks[:, 1] - col) <= _HALF + 3)
+                & (brightness > _NEIGHBOUR_FRACTION * peak))
+        if np.count_nonzero(near) > 1:  # another source that would bias the fit
+            continue
+        fitted = _fit_source(cutout, noise)
+        if fitted is not None:
+            shapes.append((*fitted, peak / noise))
+    if not shapes:
+        raise ValueError("no bright (> 10 sigma), isolated, unsaturated source to measure "
+                         "the PSF on")
+    shapes = np.array(shapes)
+    fwhm = np.sqrt(shapes[:, 0] * shapes[:, 1])
+    keep = np.ones(len(fwhm), bool)
+    for _ in range(10):
+        narrow = fwhm < 1.15 * np.median(fwhm[keep])
+        if np.array_equal(narrow, keep):
+            break
+        keep = narrow
+    kept, fwhm = shapes[keep], fwhm[keep]
+    # Bright sources are fitted better: each counts in proportion to its peak's SNR.
+    snr = kept[:, 4]
+    ellipticity = 1.0 - kept[:, 1] / kept[:, 0]
+    # Position angles are axial: average 2 * angle, weighted by how elongated.
+    doubled = np.angle(np.sum(snr * ellipticity * np.exp(2j * kept[:, 2])))
+    return PSFShape(fwhm=_weighted_median(fwhm, snr),
+                    beta=_weighted_median(kept[:, 3], snr),
+                    ellipticity=_weighted_median(ellipticity, snr),
+                    angle=float((doubled / 2.0) % math.pi), n_stars=int(keep.sum()))
+
+
+def _weighted_median(values, weights) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])

@@ -1,0 +1,95 @@
+"""The PSF measured on the image: Moffat shapes of known frames, galaxies ignored."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.core.psf import PSFShape, measure_psf, moffat_image
+from pipeline.synthetic import make_survey_frame
+
+TRUE = PSFShape(fwhm=3.5, beta=3.0, ellipticity=0.25, angle=0.6, n_stars=0)
+
+
+def _field(seed=1, *, galaxies=30, saturate=2500.0):
+    """Elliptical Moffat stars of shape TRUE, wider Gaussian galaxies, noise, clipping."""
+    rng = np.random.default_rng(seed)
+    image = np.full((512, 512), 100.0)
+    for _ in range(150):
+        x, y = rng.uniform(10, 502, 2)
+        rows = slice(max(int(y) - 25, 0), int(y) + 26)
+        cols = slice(max(int(x) - 25, 0), int(x) + 26)
+        shape = image[rows, cols].shape
+        image[rows, cols] += moffat_image(shape, x - cols.start, y - rows.start,
+                                          10 ** rng.uniform(1.5, 3.5), TRUE)
+    yy, xx = np.mgrid[0:512, 0:512]
+    for _ in range(galaxies):
+        x, y = rng.uniform(10, 502, 2)
+        width = rng.uniform(3, 6)
+        image += 300 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * width**2))
+    image += rng.normal(0, 5, image.shape)
+    return np.minimum(image, saturate)
+
+
+def test_moffat_image_has_the_stated_fwhm_along_each_axis():
+    image = moffat_image((101, 101), 50.0, 50.0, 1.0, TRUE)
+    major = TRUE.fwhm / math.sqrt(1 - TRUE.ellipticity)
+    minor = TRUE.fwhm * math.sqrt(1 - TRUE.ellipticity)
+    c, s = math.cos(TRUE.angle), math.sin(TRUE.angle)
+    # A one-pixel frame whose pixel lies half a FWHM from the centre along each axis.
+    for half_width, (dx, dy) in ((major / 2, (c, s)), (minor / 2, (-s, c))):
+        value = moffat_image((1, 1), -half_width * dx, -half_width * dy, 1.0, TRUE)[0, 0]
+        assert value == pytest.approx(0.5, rel=1e-12)
+    assert image[50, 50] == 1.0
+
+
+def test_elliptical_stars_are_measured_and_galaxies_ignored():
+    psf = measure_psf(_field())
+    assert psf.fwhm == pytest.approx(TRUE.fwhm, rel=0.02)
+    assert psf.beta == pytest.approx(TRUE.beta, rel=0.05)
+    assert psf.ellipticity == pytest.approx(TRUE.ellipticity, abs=0.02)
+    assert psf.angle == pytest.approx(TRUE.angle, abs=0.03)
+    assert psf.n_stars >= 20
+
+
+@pytest.mark.parametrize("fwhm, beta, scale", [(3.0, 3.5, "linear"), (4.5, 2.5, "linear"),
+                                               (2.2, 4.5, "sky-subtracted")])
+def test_survey_frames_of_known_psf(fwhm, beta, scale):
+    frame = make_survey_frame((512, 512), seed=4, fwhm=fwhm, moffat_beta=beta, scale=scale)
+    psf = measure_psf(frame.image)
+    assert psf.fwhm == pytest.approx(fwhm, rel=0.03)
+    assert psf.beta == pytest.approx(beta, rel=0.15)
+    assert psf.ellipticity < 0.1  # round stars
+
+
+def test_units_and_sky_level_do_not_matter():
+    image = _field(seed=2)
+    psf = measure_psf(image)
+    scaled = measure_psf(7.5 * image - 1234.0)
+    # The same sources are chosen and fitted in noise units; what differs is the
+    # sigma-clipped sky level, equal only to about 1e-5 sigma, which moves some fits'
+    # optima a little and so the medians by up to about half a per cent.
+    for name in ("fwhm", "beta", "ellipticity", "angle"):
+        assert getattr(scaled, name) == pytest.approx(getattr(psf, name), rel=0.02)
+    assert scaled.n_stars == psf.n_stars
+
+
+def test_nan_pixels_are_masked_and_the_input_is_untouched():
+    image = _field(seed=3)
+    image[100:140, :] = np.nan
+    before = image.copy()
+    psf = measure_psf(image)
+    assert np.array_equal(image, before, equal_nan=True)
+    assert psf.fwhm == pytest.approx(TRUE.fwhm, rel=0.03)
+
+
+def test_no_star_and_bad_input():
+    noise = np.random.default_rng(0).normal(100, 5, (256, 256))
+    with pytest.raises(ValueError, match="no bright"):
+        measure_psf(noise)
+    with pytest.raises(TypeError, match="real"):
+        measure_psf(noise + 1j)
+    with pytest.raises(ValueError, match="2-D"):
+        measure_psf(noise[None])
+    with pytest.raises(ValueError, match="max_sources"):
+        measure_psf(noise, max_sources=0)
