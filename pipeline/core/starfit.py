@@ -1,0 +1,286 @@
+"""Star removal by fitting the image's own PSF (experimental; not a preset yet).
+
+The diffusion presets decide what is a star from the local asymmetry alone, which
+cannot tell a star from a compact galaxy, and their enhancement factor protects bright
+stars on linear data.  This module takes the route the survey issue asks for instead:
+
+1. a background and noise *map* (photutils ``Background2D``, sigma-clipped, with the
+   sources masked), so that every threshold is in units of the local noise and the
+   method works on linear, sky-subtracted and 0..255 data alike;
+2. the PSF measured on the image (:func:`pipeline.core.psf.measure_psf`);
+3. every source brighter than 4 sigma, brightest first and in three rounds, fitted with
+   that PSF (amplitude and position); a source that a wider profile fits much better
+   (chi-square lower by 25) both over its window (width > 1.25 x PSF) and in its core
+   within 0.8 FWHM (width > 1.1 x PSF) is a galaxy and stays, while a star blended
+   with a neighbour, wide only over the window, goes (cuspy galaxies, PSF-like in
+   their core, go too); saturated stars
+   are fitted on their unclipped wings and their clipped cores filled from the
+   background map; each star's model is subtracted out to where it falls below 5 %
+   of the noise;
+4. the star-subtracted image denoised with non-local means in units of the noise map,
+   since the starless scene is smooth where the stars were.
+
+Slow: a Python loop over stars with a nonlinear fit each (about 5-55 s for a
+512 x 512 frame with 450-800 stars).  It runs on NumPy arrays only and is not tiled.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.stats import SigmaClip
+from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
+from scipy import ndimage
+from scipy.optimize import least_squares
+from skimage.feature import peak_local_max
+from skimage.restoration import denoise_nl_means
+
+from pipeline.core.psf import PSFShape, measure_psf, moffat_image
+from pipeline.core.validation import real_image
+
+__all__ = ["StarFit", "fit_and_subtract_stars"]
+
+#: Detection threshold, in units of the local noise.
+DETECTION_SIGMAS = 4.0
+#: A source is a galaxy when a profile wider than the PSF by ``GALAXY_WIDTH`` fits its
+#: window, and one wider by ``CORE_WIDTH`` its core, each with a chi-square lower by
+#: ``GALAXY_CHI2_GAIN``.
+GALAXY_WIDTH = 1.25
+CORE_WIDTH = 1.1
+GALAXY_CHI2_GAIN = 25.0
+#: A star's model is subtracted out to where it falls below this fraction of the noise.
+MODEL_FLOOR = 0.05
+#: Plateaus of pixels at or above this fraction of the frame's maximum are saturated.
+SATURATION_FRACTION = 0.98
+_ROUNDS = 3
+_BOX = 32
+
+
+@dataclass
+class StarFit:
+    """Result of :func:`fit_and_subtract_stars`.
+
+    Attributes
+    ----------
+    starless : ndarray
+        The input minus the fitted stars, saturated cores filled from the background,
+        denoised (unless asked not to); NaN where the input is not finite.
+    stars : ndarray
+        ``input - starless`` (NaN where the input is not finite).
+    model : ndarray
+        The sum of the fitted star profiles alone.
+    psf : PSFShape
+    n_stars : int
+        Sources subtracted as stars.
+    n_extended : int
+        Peaks of the first round left in place because a wider profile fits them
+        much better: galaxies, but also blends and knots of nebulosity.
+    """
+
+    starless: np.ndarray
+    stars: np.ndarray
+    model: np.ndarray
+    psf: PSFShape
+    n_stars: int
+    n_extended: int
+
+
+def _saturated(data, finite):
+    """Clipped pixels: connected plateaus of at least 3 pixels near the frame's maximum.
+
+    An unsaturated star has one or two pixels within a few per cent of its peak; a
+    star clipped at the full well (or at 255) has a flat top of many.
+    """
+    near_max = finite & (data >= SATURATION_FRACTION * float(np.max(data[finite])))
+    labels, count = ndimage.label(near_max)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    plateau = sizes >= 3
+    plateau[0] = False
+    return plateau[labels]
+
+
+def _background_maps(image, mask=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
+                            bkg_estimator=MedianBackground(),
+                            bkgrms_estimator=StdBackgroundRMS(), mask=mask,
+                            exclude_percentile=60)
+    rms = np.maximum(maps.background_rms, np.finfo(float).tiny)
+    return maps.background, rms
+
+
+class _Fitter:
+    """Fits and subtracts one source at a time from a running model."""
+
+    def __init__(self, data, rms, saturated, finite, psf):
+        self.data, self.rms, self.saturated, self.psf = data, rms, saturated, psf
+        self.finite = finite
+        self.model = np.zeros_like(data)
+        self.core = max(2, math.ceil(1.2 * psf.fwhm))
+        self.noise = float(np.median(rms))
+
+    def _window(self, row, col, radius):
+        h, w = self.data.shape
+        return (slice(max(row - radius, 0), min(row + radius + 1, h)),
+                slice(max(col - radius, 0), min(col + radius + 1, w)))
+
+    def _profile(self, shape, x, y, width=1.0):
+        psf = self.psf
+        if width != 1.0:
+            psf = PSFShape(psf.fwhm * width, psf.beta, psf.ellipticity, psf.angle, 0)
+        return moffat_image(shape, x, y, 1.0, psf)
+
+    def add(self, row, col):
+        """Fit the source peaking near (row, col); ``True`` star, ``False`` galaxy,
+        ``None`` nothing fitted."""
+        saturated = bool(self.saturated[row, col])
+        window = self._window(row, col, self.core * (4 if saturated else 1))
+        cut = self.data[window] - self.model[window]
+        usable = self.finite[window].copy()
+        if saturated:
+            clipped = ndimage.binary_dilation(self.saturated[window], iterations=2)
+            usable &= ~clipped
+            labels, _ = ndimage.label(self.saturated[window])
+            y0, x0 = ndimage.center_of_mass(labels == labels[row - window[0].start,
+                                                             col - window[1].start])
+        else:
+            y0, x0 = ndimage.center_of_mass(np.where(usable, np.clip(cut, 0, None), 0))
+        if usable.sum() < 5 or not np.isfinite(x0 + y0):
+            return None
+        weights = 1.0 / self.rms[window]
+
+        def residual(p, pixels, width=1.0):
+            model = p[0] * self._profile(cut.shape, p[1], p[2], width)
+            return ((model - cut) * weights)[pixels]
+
+        profile = self._profile(cut.shape, x0, y0)[usable]
+        amplitude = float(profile @ cut[usable] / (profile @ profile))
+        if amplitude <= 0:
+            return None
+        fit = least_squares(residual, [amplitude, x0, y0], args=(usable,), x_scale="jac",
+                            max_nfev=100)
+        if fit.x[0] > 0 and abs(fit.x[1] - x0) < 2 and abs(fit.x[2] - y0) < 2:
+            amplitude, x0, y0 = fit.x
+        if not saturated:
+            rows, cols = np.ogrid[0:cut.shape[0], 0:cut.shape[1]]
+            inner = usable & ((rows - y0) ** 2 + (cols - x0) ** 2
+                              <= max(2.0, 0.8 * self.psf.fwhm) ** 2)
+            # A galaxy is wider than the PSF over the whole window and already in its
+            # core; a star blended with a neighbour looks wider over the window only.
+            if (self._wider(residual, usable, amplitude, x0, y0, cut.shape)
+                    > GALAXY_WIDTH
+                    and self._wider(residual, inner, amplitude, x0, y0, cut.shape)
+                    > CORE_WIDTH):
+                return False
+        self._subtract(window, amplitude, x0, y0)
+        return True
+
+    @staticmethod
+    def _wider(residual, pixels, amplitude, x0, y0, shape):
+        """Best width (in PSF widths) over ``pixels``, or 1 if not significantly better."""
+        if pixels.sum() < 5:
+            return 1.0
+        wide = least_squares(lambda p: residual(p[:3], pixels, p[3]),
+                             [amplitude, x0, y0, 1.0], x_scale="jac", max_nfev=100,
+                             bounds=([0, -5, -5, 0.5], [np.inf, shape[1] + 5, shape[0] + 5,
+                                                        5]))
+        gain = np.sum(residual([amplitude, x0, y0], pixels) ** 2) - np.sum(wide.fun ** 2)
+        return float(wide.x[3]) if gain > GALAXY_CHI2_GAIN else 1.0
+
+    def _subtract(self, window, amplitude, x0, y0):
+        psf = self.psf
+        alpha = psf.fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / psf.beta) - 1.0))
+        alpha /= math.sqrt(1.0 - psf.ellipticity)  # the major axis reaches furthest
+        reach = alpha * math.sqrt((amplitude / (MODEL_FLOOR * self.noise))
+                                  ** (1.0 / psf.beta))
+        row, col = window[0].start + y0, window[1].start + x0
+        stamp = self._window(int(round(row)), int(round(col)),
+                             int(min(reach + 2, max(self.data.shape))))
+        shape = (stamp[0].stop - stamp[0].start, stamp[1].stop - stamp[1].start)
+        self.model[stamp] += amplitude * self._profile(shape, col - stamp[1].start,
+                                                       row - stamp[0].start)
+
+
+def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
+                           denoise: bool = True) -> StarFit:
+    """Remove the stars of ``image`` by fitting its PSF (see the module notes).
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+        The frame in any units: linear, sky-subtracted or stretched; NaN pixels are
+        masked data.  It is not modified.
+    psf : PSFShape, optional
+        The PSF; by default measured on ``image`` (:func:`measure_psf`).
+    denoise : bool, optional
+        Denoise the star-subtracted image (non-local means in units of the noise map).
+
+    Returns
+    -------
+    StarFit
+
+    Raises
+    ------
+    ValueError
+        If the PSF cannot be measured (no bright, isolated star), or for a bad shape.
+    TypeError
+        For non-numeric input.
+
+    References
+    ----------
+    .. [1] P. B. Stetson, "DAOPHOT: a computer program for crowded-field stellar
+       photometry", PASP 99, 191-222, 1987.
+    .. [2] A. Buades, B. Coll and J.-M. Morel, "A non-local algorithm for image
+       denoising", CVPR 2005.
+    """
+    data = real_image(image, "image", copy=True)
+    finite = np.isfinite(data)
+    if psf is None:
+        psf = measure_psf(data)
+    level = float(np.nanmedian(data))
+    data[~finite] = level
+    saturated = _saturated(data, finite)
+    background, rms = _background_maps(data, mask=~finite)
+    sources = ndimage.binary_dilation((data - background) / rms > 3.0, iterations=2)
+    background, rms = _background_maps(data, mask=sources | saturated | ~finite)
+
+    fitter = _Fitter(data - background, rms, saturated, finite, psf)
+    n_stars = n_extended = 0
+    for round_ in range(_ROUNDS):
+        peaks = peak_local_max((fitter.data - fitter.model) / rms,
+                               min_distance=max(1, int(psf.fwhm // 2)),
+                               threshold_abs=DETECTION_SIGMAS, exclude_border=False)
+        if round_ == 0:
+            labels, count = ndimage.label(saturated)
+            centres = ndimage.center_of_mass(saturated, labels, range(1, count + 1))
+            cores = np.array([[round(r), round(c)] for r, c in centres], int)
+            peaks = np.vstack([cores.reshape(-1, 2), peaks])
+        strength = np.where(saturated[peaks[:, 0], peaks[:, 1]], np.inf,
+                            fitter.data[peaks[:, 0], peaks[:, 1]])
+        added = 0
+        for row, col in peaks[np.argsort(-strength, kind="stable")]:
+            if not finite[row, col]:
+                continue
+            outcome = fitter.add(row, col)
+            added += outcome is True
+            n_extended += outcome is False and round_ == 0
+        n_stars += added
+        if added == 0:
+            break
+
+    starless = data - fitter.model
+    holes = ndimage.binary_dilation(saturated, iterations=2)
+    starless[holes] = background[holes]
+    if denoise:
+        normalised = (starless - background) / rms
+        starless = background + rms * denoise_nl_means(
+            normalised, h=0.6, sigma=1.0, patch_size=5, patch_distance=6, fast_mode=True)
+    original = np.asarray(image, dtype=np.float64)
+    starless[~finite] = original[~finite]
+    stars = np.where(finite, original - starless, np.nan)
+    return StarFit(starless=starless, stars=stars, model=fitter.model, psf=psf,
+                   n_stars=int(n_stars), n_extended=int(n_extended))

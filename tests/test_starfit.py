@@ -1,0 +1,84 @@
+"""Star removal by fitting the image's PSF: stars go, galaxies and the sky stay."""
+
+import numpy as np
+import pytest
+
+from pipeline.core.psf import PSFShape, moffat_image
+from pipeline.core.starfit import fit_and_subtract_stars
+from pipeline.metrics import rmse, star_flux_left
+from pipeline.synthetic import make_survey_frame
+
+PSF = PSFShape(fwhm=3.2, beta=3.0, ellipticity=0.15, angle=0.4, n_stars=0)
+
+
+def _scene(seed=0, *, sky=200.0, saturate=None):
+    """``(image, truth, stars, galaxy mask)``: PSF stars, wide galaxies, noise."""
+    rng = np.random.default_rng(seed)
+    shape = (256, 256)
+    stars = np.zeros(shape)
+    for _ in range(80):
+        x, y = rng.uniform(5, 251, 2)
+        rows = slice(max(int(y) - 30, 0), int(y) + 31)
+        cols = slice(max(int(x) - 30, 0), int(x) + 31)
+        stars[rows, cols] += moffat_image(stars[rows, cols].shape, x - cols.start,
+                                          y - rows.start, 10 ** rng.uniform(1.3, 3.5), PSF)
+    yy, xx = np.mgrid[0:256, 0:256]
+    galaxies = np.zeros(shape)
+    for x, y, width in ((60, 70, 6.0), (190, 80, 8.0), (120, 200, 5.0)):
+        galaxies += 60 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * width**2))
+    truth = sky + galaxies
+    image = truth + stars + rng.normal(0, 5, shape)
+    if saturate is not None:
+        image = np.minimum(image, saturate)
+        stars = np.minimum(truth + stars, saturate) - truth
+    return image, truth, stars, galaxies > 10
+
+
+def test_stars_go_and_galaxies_stay():
+    image, truth, stars, galaxy = _scene()
+    fit = fit_and_subtract_stars(image)
+    assert fit.psf.fwhm == pytest.approx(PSF.fwhm, rel=0.05)
+    assert abs(star_flux_left(fit.starless, truth, stars)) < 0.05
+    galaxy_flux = np.sum(truth[galaxy] - 200.0)
+    assert np.sum(fit.starless[galaxy] - 200.0) == pytest.approx(galaxy_flux, rel=0.1)
+    # Better than the input by far, and below the noise (5) once denoised.
+    assert rmse(fit.starless, truth) < 0.2 * rmse(image, truth)
+    assert rmse(fit.starless, truth) < 5.0
+
+
+def test_sky_subtracted_and_scaled_data_work_alike():
+    image, truth, stars, _ = _scene(seed=1)
+    for offset, scale in ((-200.0, 1.0), (-200.0, 0.01)):
+        fit = fit_and_subtract_stars((image + offset) * scale)
+        assert abs(star_flux_left(fit.starless, (truth + offset) * scale,
+                                  stars * scale)) < 0.05
+
+
+def test_saturated_stars_are_removed_with_their_wings():
+    image, truth, stars, _ = _scene(seed=2, saturate=2000.0)
+    assert (image >= 2000.0).sum() > 10
+    fit = fit_and_subtract_stars(image)
+    assert abs(star_flux_left(fit.starless, truth, stars)) < 0.1
+
+
+def test_layers_add_up_nan_stays_and_input_is_untouched():
+    image, _, _, _ = _scene(seed=3)
+    image[10:14, 100:140] = np.nan
+    before = image.copy()
+    fit = fit_and_subtract_stars(image, denoise=False)
+    assert np.array_equal(image, before, equal_nan=True)
+    finite = np.isfinite(image)
+    assert np.array_equal(np.isnan(fit.starless), ~finite)
+    assert np.array_equal(np.isnan(fit.stars), ~finite)
+    np.testing.assert_allclose(fit.stars[finite] + fit.starless[finite], image[finite],
+                               rtol=1e-12, atol=1e-9)
+    # Without denoising, stars are the fitted models alone.
+    np.testing.assert_allclose(fit.stars[finite], fit.model[finite], atol=1e-9)
+    assert fit.n_stars >= 40
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="real"):
+        fit_and_subtract_stars(np.ones((64, 64)) * 1j)
+    with pytest.raises(ValueError, match="no bright"):
+        fit_and_subtract_stars(np.random.default_rng(0).normal(0, 1, (128, 128)))
