@@ -82,3 +82,16 @@ def test_bad_input():
         fit_and_subtract_stars(np.ones((64, 64)) * 1j)
     with pytest.raises(ValueError, match="no bright"):
         fit_and_subtract_stars(np.random.default_rng(0).normal(0, 1, (128, 128)))
+
+
+@pytest.mark.parametrize("angle", [20.0, 75.0])
+def test_a_faint_streak_is_not_a_row_of_stars(angle):
+    from pipeline.streaks import streak_amplitude_kept, streak_layer
+
+    image, truth, stars, _ = _scene(seed=4)
+    layer, mask, _ = streak_layer(image.shape, angle=angle, amplitude=8 * 5.0, fwhm=3.0)
+    fit = fit_and_subtract_stars(image + layer)
+    kept = streak_amplitude_kept(fit.starless, truth + layer, mask,
+                                 exclude=stars > 2.5)
+    assert kept >= 0.8
+    assert abs(star_flux_left(fit.starless, truth + layer, stars)) < 0.05

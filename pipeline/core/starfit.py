@@ -13,7 +13,9 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    (chi-square lower by 25) both over its window (width > 1.25 x PSF) and in its core
    within 0.8 FWHM (width > 1.1 x PSF) is a galaxy and stays, while a star blended
    with a neighbour, wide only over the window, goes (cuspy galaxies, PSF-like in
-   their core, go too); saturated stars
+   their core, go too); a source more elongated than the PSF (second-moment
+   ellipticity in a one-FWHM Gaussian window, larger by 0.25) and fainter than
+   50 sigma is a piece of a streak and stays; saturated stars
    are fitted on their unclipped wings and their clipped cores filled from the
    background map; each star's model is subtracted out to where it falls below 5 %
    of the noise;
@@ -51,6 +53,13 @@ DETECTION_SIGMAS = 4.0
 GALAXY_WIDTH = 1.25
 CORE_WIDTH = 1.1
 GALAXY_CHI2_GAIN = 25.0
+#: A source more elongated than the PSF by this much (second-moment ellipticity) is a
+#: piece of a streak, not a star.
+STREAK_ELONGATION = 0.25
+#: ... tested on sources up to this peak signal-to-noise ratio only: a bright star
+#: blended with a neighbour is elongated too, and faint streaks are the ones a star
+#: removal must not take for stars.
+STREAK_MAX_SNR = 50.0
 #: A star's model is subtracted out to where it falls below this fraction of the noise.
 MODEL_FLOOR = 0.05
 #: Plateaus of pixels at or above this fraction of the frame's maximum are saturated.
@@ -165,6 +174,10 @@ class _Fitter:
                             max_nfev=100)
         if fit.x[0] > 0 and abs(fit.x[1] - x0) < 2 and abs(fit.x[2] - y0) < 2:
             amplitude, x0, y0 = fit.x
+        faint = amplitude <= STREAK_MAX_SNR * float(np.median(self.rms[window]))
+        if not saturated and faint and self._elongation(cut, usable, amplitude, x0, y0) \
+                > STREAK_ELONGATION:
+            return False
         if not saturated:
             rows, cols = np.ogrid[0:cut.shape[0], 0:cut.shape[1]]
             inner = usable & ((rows - y0) ** 2 + (cols - x0) ** 2
@@ -178,6 +191,29 @@ class _Fitter:
                 return False
         self._subtract(window, amplitude, x0, y0)
         return True
+
+    def _elongation(self, cut, usable, amplitude, x0, y0):
+        """How much more elongated the source is than the PSF.
+
+        Ellipticities from second moments in a Gaussian window of one FWHM around the
+        fitted centre, of the data and of the fitted PSF profile alike: a piece of a
+        straight streak is far more elongated than any star.
+        """
+        rows, cols = np.mgrid[0:cut.shape[0], 0:cut.shape[1]].astype(np.float64)
+        dy, dx = rows - y0, cols - x0
+        window = np.exp(-(dx**2 + dy**2) / (2.0 * self.psf.fwhm**2)) * usable
+
+        def ellipticity(light):
+            weights = window * np.clip(light, 0.0, None)
+            total = weights.sum()
+            if total <= 0:
+                return 0.0
+            xx, yy = (weights * dx**2).sum() / total, (weights * dy**2).sum() / total
+            xy = (weights * dx * dy).sum() / total
+            return math.hypot(xx - yy, 2.0 * xy) / (xx + yy)
+
+        model = amplitude * self._profile(cut.shape, x0, y0)
+        return ellipticity(cut) - ellipticity(model)
 
     @staticmethod
     def _wider(residual, pixels, amplitude, x0, y0, shape):
