@@ -86,7 +86,8 @@ class StarFit:
         Sources subtracted as stars.
     n_extended : int
         Peaks of the first round left in place because a wider profile fits them
-        much better: galaxies, but also blends and knots of nebulosity.
+        much better or they are elongated: galaxies and streak pieces, but also some
+        blends and knots of nebulosity.
     """
 
     starless: np.ndarray
@@ -144,8 +145,9 @@ class _Fitter:
         return moffat_image(shape, x, y, 1.0, psf)
 
     def add(self, row, col):
-        """Fit the source peaking near (row, col); ``True`` star, ``False`` galaxy,
-        ``None`` nothing fitted."""
+        """Fit the source peaking near (row, col): ``True`` a star, subtracted;
+        ``False`` extended (a galaxy or a piece of a streak), left; ``None`` nothing
+        to fit."""
         saturated = bool(self.saturated[row, col])
         window = self._window(row, col, self.core * (4 if saturated else 1))
         cut = self.data[window] - self.model[window]
