@@ -30,7 +30,7 @@ from skimage.feature import peak_local_max
 from pipeline.core.background import estimate_background
 from pipeline.core.validation import count, real_image
 
-__all__ = ["PSFShape", "measure_psf", "moffat_image"]
+__all__ = ["PSFShape", "measure_psf", "moffat_alpha", "moffat_image"]
 
 #: Half-side of the fitted cutout, in pixels.
 _HALF = 10
@@ -75,11 +75,12 @@ def moffat_image(shape, x0, y0, amplitude, psf: PSFShape) -> np.ndarray:
     rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
     major = psf.fwhm / math.sqrt(1.0 - psf.ellipticity)
     minor = psf.fwhm * math.sqrt(1.0 - psf.ellipticity)
-    return _moffat(cols, rows, x0, y0, amplitude, _alpha(major, psf.beta),
-                   _alpha(minor, psf.beta), psf.angle, psf.beta)
+    return _moffat(cols, rows, x0, y0, amplitude, moffat_alpha(major, psf.beta),
+                   moffat_alpha(minor, psf.beta), psf.angle, psf.beta)
 
 
-def _alpha(fwhm, beta):
+def moffat_alpha(fwhm, beta):
+    """The Moffat core width alpha of a profile with this FWHM and power index."""
     return fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
 

@@ -40,7 +40,7 @@ from scipy.optimize import least_squares
 from skimage.feature import peak_local_max
 from skimage.restoration import denoise_nl_means
 
-from pipeline.core.psf import PSFShape, measure_psf, moffat_image
+from pipeline.core.psf import PSFShape, measure_psf, moffat_alpha, moffat_image
 from pipeline.core.validation import real_image
 
 __all__ = ["StarFit", "fit_and_subtract_stars"]
@@ -231,8 +231,8 @@ class _Fitter:
 
     def _subtract(self, window, amplitude, x0, y0):
         psf = self.psf
-        alpha = psf.fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / psf.beta) - 1.0))
-        alpha /= math.sqrt(1.0 - psf.ellipticity)  # the major axis reaches furthest
+        # The major axis reaches furthest.
+        alpha = moffat_alpha(psf.fwhm / math.sqrt(1.0 - psf.ellipticity), psf.beta)
         reach = alpha * math.sqrt((amplitude / (MODEL_FLOOR * self.noise))
                                   ** (1.0 / psf.beta))
         row, col = window[0].start + y0, window[1].start + x0
