@@ -110,9 +110,7 @@ def paper_n_scan(image, grid, preset="paper"):
     ``remove_stars(image, preset=preset, n_iter=t)``.
     Returns ``{n: (image, seconds since the start)}``.
     """
-    from pipeline.core.diffusion import (DiffusionRun, asymmetry_normalisation,
-                                         classification_maps, statistics_from,
-                                         threshold_from)
+    from pipeline.core.diffusion import start_diffusion
     from pipeline.core.params import resolve_parameters
     from pipeline.core.remove import background_for, prepare_plane, validate_image
 
@@ -121,15 +119,10 @@ def paper_n_scan(image, grid, preset="paper"):
     array = validate_image(image)
     work, mask = prepare_plane(array)
     bavg, noise = background_for(array, params)
-    stats = statistics_from(params, k=asymmetry_normalisation(work, mask), bavg=bavg,
-                            noise=noise)
-    _, signal, background = classification_maps(work, stats, params)
-    run = DiffusionRun(work, params, stats, signal, background, masked=mask)
+    run, _ = start_diffusion(work, params, bavg=bavg, noise=noise, masked=mask)
     wanted, snaps = set(grid), {}
     for t in range(1, max(grid) + 1):
-        total, count = run.step()
-        if run.stop_ready:
-            run.apply_stop(threshold_from(total, count))
+        run.advance()
         if t in wanted:
             out = run.image.copy()
             if mask is not None:

@@ -27,13 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.diffusion import (
-    DiffusionRun,
-    asymmetry_normalisation,
-    classification_maps,
-    statistics_from,
-    threshold_from,
-)
+from pipeline.core.diffusion import start_diffusion
 from pipeline.core.params import PRESETS, DEFAULT_PRESET
 from pipeline.core.remove import background_for, prepare_plane
 from pipeline.core.sampling import threshold_region
@@ -66,20 +60,16 @@ def build_frame(size: int):
 def run(image, params, sampled: bool):
     """Whole-frame run; ``(result, thetas, seconds)``."""
     start = time.perf_counter()
+    if not sampled:
+        params = params.replace(threshold_sample=None)
     work, mask = prepare_plane(image)
     bavg, noise = background_for(image, params)
-    stats = statistics_from(params, k=asymmetry_normalisation(work, mask), bavg=bavg,
-                            noise=noise)
-    _, signal, background = classification_maps(work, stats, params)
-    counted = threshold_region(image.shape, params.threshold_sample) if sampled else None
-    diffusion = DiffusionRun(work, params, stats, signal, background, counted=counted,
-                             masked=mask)
+    diffusion, _ = start_diffusion(work, params, bavg=bavg, noise=noise, masked=mask)
     thetas = np.full(params.n_iter, np.nan)
-    for t in range(1, params.n_iter + 1):
-        total, count = diffusion.step()
-        if diffusion.stop_ready:
-            thetas[t - 1] = threshold_from(total, count)
-            diffusion.apply_stop(thetas[t - 1])
+    for t in range(params.n_iter):
+        theta = diffusion.advance()
+        if theta is not None:
+            thetas[t] = theta
     return diffusion.image, thetas, time.perf_counter() - start
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "statistics_from",
     "threshold_from",
     "diffuse",
+    "start_diffusion",
 ]
 
 
@@ -226,6 +227,18 @@ class DiffusionRun:
         self._labeller(self._rbar, theta, self.params.group_size, self.background,
                        self.stop)
 
+    def advance(self) -> float | None:
+        """One whole iteration, theta from this run's own counted pixels.
+
+        Returns the iteration's theta, or ``None`` before the stop starts.
+        """
+        total, count = self.step()
+        if not self.stop_ready:
+            return None
+        theta = threshold_from(total, count)
+        self.apply_stop(theta)
+        return theta
+
     #: The arrays that, with ``iteration``, are the whole evolving state of a run.  The
     #: rest follows: the input's 3x3 mean, the maps and the mask from the input, the
     #: current 3x3 mean from the image, and the averaged residue is recomputed by the
@@ -263,6 +276,22 @@ def threshold_from(total: float, count: int) -> float:
     return total / count if count else np.inf
 
 
+def start_diffusion(image0, params, *, bavg, noise=0.0, k=None, masked=None):
+    """A whole-frame :class:`DiffusionRun` at iteration 0, and its enhancement ratio.
+
+    The set-up of :func:`diffuse` (arguments as there), for callers that advance the
+    run themselves, an iteration at a time (:meth:`DiffusionRun.advance`).
+    """
+    if k is None:
+        k = asymmetry_normalisation(image0, masked)
+    stats = statistics_from(params, k=k, bavg=bavg, noise=noise)
+    ratio, signal, background = classification_maps(image0, stats, params)
+    counted = sampling.threshold_region(image0.shape, params.threshold_sample)
+    run = DiffusionRun(image0, params, stats, signal, background, counted=counted,
+                       masked=masked)
+    return run, ratio
+
+
 def diffuse(
     image0: np.ndarray,
     params: DiffusionParameters,
@@ -290,22 +319,15 @@ def diffuse(
     record : tuple of int
         Iterations at which to keep :class:`Diagnostics`.  Costs nothing otherwise.
     """
-    if k is None:
-        k = asymmetry_normalisation(image0, masked)
-    stats = statistics_from(params, k=k, bavg=bavg, noise=noise)
-    ratio, signal, background = classification_maps(image0, stats, params)
-    counted = sampling.threshold_region(image0.shape, params.threshold_sample)
-    run = DiffusionRun(image0, params, stats, signal, background, counted=counted,
-                       masked=masked)
+    run, ratio = start_diffusion(image0, params, bavg=bavg, noise=noise, k=k,
+                                 masked=masked)
     wanted = set(record)
     diagnostics: dict[int, Diagnostics] = {}
     theta = np.inf
     for t in range(1, params.n_iter + 1):
         asymmetry = kernels.multiscale_asymmetry(run.image, params.q) if t in wanted else None
-        total, count = run.step()
-        if run.stop_ready:
-            theta = threshold_from(total, count)
-            run.apply_stop(theta)
+        latest = run.advance()
+        theta = theta if latest is None else latest
         if asymmetry is not None:
             diagnostics[t] = Diagnostics(
                 iteration=t,
@@ -316,10 +338,10 @@ def diffuse(
             )
     return DiffusionResult(
         image=run.image,
-        stats=stats,
+        stats=run.stats,
         enhancement_ratio=ratio,
-        signal=signal,
-        background=background,
+        signal=run.signal,
+        background=run.background,
         stop=run.stop,
         diagnostics=diagnostics,
     )
