@@ -52,6 +52,7 @@ tile plus halo in float64, so its memory grows with the frame.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -317,35 +318,33 @@ def lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint=None,
         Run each tile as a Dask actor on the client's workers: the tiles' states stay
         on the workers and only the threshold's partial sums travel every iteration.
     """
-    starless, metrics, _ = _lockstep_diffuse(
-        frame, params=params, scalars=scalars, chunks=chunks, halo=halo,
-        checkpoint=checkpoint, progress=progress, client=client)
+    starless, metrics, _ = _lockstep(frame, params, scalars, chunks, halo, checkpoint,
+                                     progress, client)
     return starless, metrics
 
 
-def _lockstep_diffuse(frame, *, params, scalars, chunks, halo, checkpoint, progress,
-                      client):
-    """:func:`lockstep_diffuse`, also returning theta at every iteration."""
-    if client is not None:
-        # Actor handles talk to the current client; make it this one even when it
-        # is not the process's default client.
-        with client.as_current():
-            return _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress,
-                             client)
-    return _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, None)
+def _current(client):
+    """Make ``client`` the current one while actors are created and called.
+
+    Actor handles talk to the current client, which need not be the process's
+    default one.
+    """
+    return contextlib.nullcontext() if client is None else client.as_current()
 
 
 def _lockstep(frame, params, scalars, chunks, halo, checkpoint, progress, client):
+    """:func:`lockstep_diffuse`, also returning theta at every iteration."""
     stats = _statistics(params, scalars)
     grid = tile_grid(chunks, frame.shape, halo)
     blocks = [frame[ext[0]:ext[1], ext[2]:ext[3]] for _, ext in grid]
-    tiles = _start_tiles(blocks, grid, params, stats, client)
-    thetas = _iterate_lockstep(tiles, params, checkpoint, progress)
-    starless = np.empty(frame.shape)
-    for tile, result in zip(grid, _call_all(tiles, "core_result")):
-        core = tile[0]
-        starless[core[0]:core[1], core[2]:core[3]] = result
-    return starless, _call_all(tiles, "metrics", halo, params), thetas
+    with _current(client):
+        tiles = _start_tiles(blocks, grid, params, stats, client)
+        thetas = _iterate_lockstep(tiles, params, checkpoint, progress)
+        starless = np.empty(frame.shape)
+        for tile, result in zip(grid, _call_all(tiles, "core_result")):
+            core = tile[0]
+            starless[core[0]:core[1], core[2]:core[3]] = result
+        return starless, _call_all(tiles, "metrics", halo, params), thetas
 
 
 def _statistics(params, scalars):
@@ -410,8 +409,9 @@ def sample_grid(shape, params, halo):
 
 def _sample_thetas(blocks, grid, params, stats, client, progress):
     """theta at every iteration, from the sample blocks run in lockstep on their own."""
-    tiles = _start_tiles(blocks, grid, params, stats, client)
-    return _iterate_lockstep(tiles, params, None, progress)
+    with _current(client):
+        tiles = _start_tiles(blocks, grid, params, stats, client)
+        return _iterate_lockstep(tiles, params, None, progress)
 
 
 def threshold_sequence(frame, *, params, scalars, halo, client=None, progress=None):
@@ -433,12 +433,8 @@ def threshold_sequence(frame, *, params, scalars, halo, client=None, progress=No
                          f"every pixel (threshold_sample={params.threshold_sample}); "
                          "there is no sample to run")
     blocks = [np.asarray(frame[e[0]:e[1], e[2]:e[3]]) for _, e in grid]
-    run = lambda: _sample_thetas(blocks, grid, params, _statistics(params, scalars),  # noqa: E731
-                                 client, progress)
-    if client is None:
-        return run()
-    with client.as_current():
-        return run()
+    return _sample_thetas(blocks, grid, params, _statistics(params, scalars), client,
+                          progress)
 
 
 #: Prefix of the Dask keys of :func:`stream_tiles`' tile tasks (for progress bars).
@@ -596,9 +592,8 @@ def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None 
                         tiles_reused=reused, sample_seconds=time.perf_counter() - start)
     saved = checkpoint.load() if checkpoint is not None else None
     frame = np.asarray(array.compute())
-    starless, metrics, thetas = _lockstep_diffuse(
-        frame, params=params, scalars=scalars, chunks=array.chunks, halo=halo,
-        checkpoint=checkpoint, progress=progress, client=client)
+    starless, metrics, thetas = _lockstep(frame, params, scalars, array.chunks, halo,
+                                          checkpoint, progress, client)
     return TiledRun(starless=starless, metrics=metrics, scalars=scalars, halo=halo,
                     resumed_from=0 if saved is None else saved[0], thetas=thetas)
 
