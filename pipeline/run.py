@@ -51,6 +51,7 @@ The input file is only ever read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import math
 import numbers
@@ -83,6 +84,7 @@ FITS_KEYWORDS: dict[str, str] = {
     "group_size": "DS_GRPSZ",
     "residue_history": "DS_RHIST",
     "formulation": "DS_FORM",
+    "star_model": "DS_STARM",
 }
 
 _FIELD_COMMENTS = {
@@ -96,6 +98,7 @@ _FIELD_COMMENTS = {
     "group_size": "protected residue group [px]",
     "residue_history": "residues averaged for the stop",
     "formulation": "enhancement formulation",
+    "star_model": "stars told by asymmetry or PSF fit",
 }
 
 _PICTURE_PERCENTILES = (0.5, 99.5)
@@ -433,7 +436,7 @@ def remove_stars_file(
     from pipeline.io import read_image, split_stars, write_image
     from pipeline.io import store as store_module
     from pipeline.io.checkpoint import TileCheckpoint, ZarrCheckpoint, checkpoint_path
-    from pipeline.tiling import default_halo, sample_grid
+    from pipeline.tiling import default_halo, streams_tiles
 
     input_path, output = Path(input_path), Path(output_path)
     if not isinstance(preset, str):
@@ -462,9 +465,9 @@ def remove_stars_file(
     checkpoint = None
     every = default_checkpoint_every(params.n_iter) if checkpoint_every is None \
         else int(checkpoint_every)
-    # A run whose theta comes from sample blocks streams independent tiles: its
-    # checkpoint keeps finished tiles rather than a shared state.
-    streamed = sample_grid(image.shape, params, halo) is not None
+    # A run whose tiles are independent (PSF fitting, or theta from sample blocks)
+    # streams them: its checkpoint keeps finished tiles rather than a shared state.
+    streamed = streams_tiles(image.shape, params, halo)
     if kind == "zarr" and every > 0:
         fingerprint = _fingerprint(meta, params, chunks, halo, __version__)
         checkpoint = (TileCheckpoint(checkpoint_path(output), fingerprint=fingerprint)
@@ -473,7 +476,9 @@ def remove_stars_file(
                                      chunks=chunks, history=params.residue_history,
                                      every=every, fingerprint=fingerprint))
 
-    label = f"{input_path.name} theta sample" if streamed else input_path.name
+    fitted = params.star_model == "psf"
+    label = (f"{input_path.name} PSF" if fitted else
+             f"{input_path.name} theta sample" if streamed else input_path.name)
     bar = _progress_bar(progress, params.n_iter, label, progress_position)
 
     def on_progress(done):
@@ -502,14 +507,19 @@ def remove_stars_file(
             starless, stars, mask, inexact = split_stars(array, da.asarray(tiled.starless))
             attrs = _provenance(meta, params, preset, chunks, tiled.halo, __version__)
             attrs["stars_inexact_pixels"] = inexact
-            attrs["measured"] = {"k": tiled.scalars.k, "bavg": tiled.scalars.bavg,
-                                 "noise": tiled.scalars.noise}
+            attrs["measured"] = {"bavg": tiled.scalars.bavg, "noise": tiled.scalars.noise}
+            if not fitted:  # k normalises the diffusion's asymmetry only
+                attrs["measured"]["k"] = tiled.scalars.k
             attrs["thetas"] = tiled.thetas
             attrs["resumed_from"] = int(tiled.resumed_from)
             attrs["checkpoint_every"] = (int(every) if checkpoint is not None
                                          and not streamed else 0)
             attrs["tiles_reused"] = int(tiled.tiles_reused)
-            attrs["theta_sample_seconds"] = float(tiled.sample_seconds)
+            if fitted:
+                attrs["psf"] = dataclasses.asdict(tiled.psf)
+                attrs["psf_seconds"] = float(tiled.sample_seconds)
+            else:
+                attrs["theta_sample_seconds"] = float(tiled.sample_seconds)
             try:
                 with dask.config.set(scheduler=where):
                     store_module.write_store(output, starless, stars, mask, tiled.metrics,
@@ -553,9 +563,12 @@ def remove_stars_file(
         "tiles": int(n_tiles),
         "halo": int(tiled.halo),
         "preset": preset,
-        "n_iter": int(params.n_iter),
+        "star_model": params.star_model,
+        "n_iter": 0 if fitted else int(params.n_iter),
         "seconds": seconds,
-        "mpx_iter_per_s": megapixels * params.n_iter / seconds if seconds > 0 else math.inf,
+        "mpx_per_s": megapixels / seconds if seconds > 0 else math.inf,
+        "mpx_iter_per_s": (math.nan if fitted else megapixels * params.n_iter / seconds
+                           if seconds > 0 else math.inf),
         "resumed_from": int(tiled.resumed_from),
         "tiles_reused": int(tiled.tiles_reused),
         "k": tiled.scalars.k,
@@ -573,8 +586,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     tiles = summary["tiles"]
     line = (f"{summary['input']} -> {summary['output']}: {shape} px, "
             f"{tiles} tile{'s' if tiles != 1 else ''} of {chunks} (halo {summary['halo']}), "
-            f"preset {summary['preset']}, n_iter {summary['n_iter']}, "
-            f"{summary['seconds']:.2f} s, {summary['mpx_iter_per_s']:.3g} Mpx*iter/s")
+            f"preset {summary['preset']}, "
+            + (f"PSF fitted, {summary['seconds']:.2f} s, {summary['mpx_per_s']:.3g} Mpx/s"
+               if summary.get("star_model") == "psf" else
+               f"n_iter {summary['n_iter']}, {summary['seconds']:.2f} s, "
+               f"{summary['mpx_iter_per_s']:.3g} Mpx*iter/s"))
     if summary.get("resumed_from"):
         line += f", resumed from iteration {summary['resumed_from']}"
     if summary.get("tiles_reused"):
@@ -737,10 +753,12 @@ def format_store_info(path: str | os.PathLike[str]) -> str:
         "  measured        " + (", ".join(f"{k} {measured[k]:.6g}" for k in
                                           ("bavg", "noise", "k") if k in measured)
                                  if measured else "(not recorded)"),
-        f"  theta           " + ("from sample blocks, tiles streamed "
-                                 f"({attrs.get('theta_sample_seconds', 0):.1f} s)"
-                                 if attrs.get("theta_sample_seconds")
-                                 else "from the whole frame, tiles in lockstep"),
+        (f"  stars           PSF fitted (FWHM {attrs['psf']['fwhm']:.3g} px, measured in "
+         f"{attrs.get('psf_seconds', 0):.1f} s), tiles streamed" if "psf" in attrs else
+         f"  theta           " + ("from sample blocks, tiles streamed "
+                                  f"({attrs.get('theta_sample_seconds', 0):.1f} s)"
+                                  if attrs.get("theta_sample_seconds")
+                                  else "from the whole frame, tiles in lockstep")),
         f"  resumed from    iteration {attrs.get('resumed_from', 0)}"
         + (f", {attrs['tiles_reused']} finished tiles reused"
            if attrs.get("tiles_reused") else ""),

@@ -182,7 +182,8 @@ def _small_store(path, **kwargs):
     stars = da.ones(shape, chunks=(16, 16))
     mask = da.zeros(shape, dtype=bool, chunks=(16, 16))
     metrics = [dict(row_start=0, row_stop=40, col_start=0, col_stop=30, halo=0,
-                    iterations=1, stopped_fraction=0.0, flux_removed=1200.0, seconds=0.1)]
+                    iterations=1, stopped_fraction=0.0, flux_removed=1200.0, seconds=0.1,
+                    stars_fitted=float("nan"))]
     return write_store(path, starless, stars, mask, metrics, {"note": "test"}, **kwargs)
 
 

@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 Formulation = Literal["reference", "finite"]
+StarModel = Literal["asymmetry", "psf"]
 
 #: Smallest ``threshold_sample``: one 64 x 64 block, below which theta is too noisy.
 MIN_THRESHOLD_SAMPLE = 64 * 64
@@ -67,6 +68,15 @@ class DiffusionParameters:
         learn every iteration's theta from those blocks alone and then stream its
         tiles independently, in memory that does not grow with the frame.
         ``None``: always the whole frame, as the authors' code does.
+    star_model : {"asymmetry", "psf"}
+        How a star is told from the rest.  ``"asymmetry"``: the paper's diffusion,
+        driven by the local asymmetry and stopped locally (every field above).
+        ``"psf"``: a source that the image's own point-spread function fits is a star
+        and is subtracted, one wider than the PSF (a galaxy) or more elongated (a
+        streak) stays, with a background and noise map measured on the image
+        (:func:`pipeline.core.starfit.fit_and_subtract_stars`); it reads no other
+        field but ``threshold_sample``, the area the PSF is measured on in a tiled
+        run.
     """
 
     n_iter: int = 200
@@ -80,6 +90,7 @@ class DiffusionParameters:
     residue_history: int = 4
     formulation: Formulation = "reference"
     threshold_sample: int | None = None
+    star_model: StarModel = "asymmetry"
 
     def __post_init__(self) -> None:
         _check_int(self, "n_iter", minimum=0)
@@ -107,6 +118,10 @@ class DiffusionParameters:
         if self.formulation not in ("reference", "finite"):
             raise ValueError(
                 f"formulation={self.formulation!r}; expected 'reference' or 'finite'"
+            )
+        if self.star_model not in ("asymmetry", "psf"):
+            raise ValueError(
+                f"star_model={self.star_model!r}; expected 'asymmetry' or 'psf'"
             )
 
     def replace(self, **overrides) -> "DiffusionParameters":
@@ -164,9 +179,14 @@ REFERENCE = DiffusionParameters()
 #: taken from 2048 x 2048 pixels of sample blocks on larger frames.
 PAPER = REFERENCE.replace(bavg=None, formulation="finite", threshold_sample=2048 * 2048)
 
+#: Survey frames in any units: stars are the sources the image's own PSF fits, so
+#: compact galaxies, nebulae and faint streaks stay (no parameter to tune).
+SURVEY = PAPER.replace(star_model="psf")
+
 PRESETS: Mapping[str, DiffusionParameters] = {
     "reference": REFERENCE,
     "paper": PAPER,
+    "survey": SURVEY,
 }
 
 #: The preset used when none is named.  Changing the default is this one line.

@@ -1,4 +1,9 @@
-"""Star removal on NumPy arrays: validation, masked pixels, channels, then diffusion."""
+"""Star removal on NumPy arrays: validation, masked pixels, channels, then the method.
+
+The method is the preset's ``star_model``: the paper's asymmetry-driven diffusion
+(:mod:`pipeline.core.diffusion`) or the subtraction of the sources the image's own PSF
+fits (:mod:`pipeline.core.starfit`).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,12 @@ from scipy import ndimage
 from pipeline.core.background import estimate_background
 from pipeline.core.diffusion import DiffusionResult, diffuse
 from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_parameters
+from pipeline.core.psf import measure_psf
+from pipeline.core.sampling import psf_region
+from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
 
 __all__ = ["remove_stars_array", "diagnose", "validate_image", "validate_dtype",
-           "prepare_plane",
+           "prepare_plane", "frame_psf",
            "background_for"]
 
 #: Smallest side the method's neighbourhoods make sense on.
@@ -124,6 +132,19 @@ def _run_plane(plane, params, record) -> DiffusionResult:
     return result
 
 
+def frame_psf(plane, params):
+    """The PSF of a frame, measured on its :func:`~pipeline.core.sampling.psf_region`
+    (the tiled run reads only that part).  ``plane`` is NumPy or Dask."""
+    return measure_psf(np.asarray(plane[psf_region(plane.shape, params.threshold_sample)]))
+
+
+def _starless_plane(plane, params) -> np.ndarray:
+    if params.star_model == "psf":
+        return fit_and_subtract_stars(plane, psf=frame_psf(plane, params),
+                                      saturation=saturation_level(plane)).starless
+    return _run_plane(plane, params, ()).image
+
+
 def remove_stars_array(
     image,
     *,
@@ -135,9 +156,9 @@ def remove_stars_array(
     params = resolve_parameters(preset, **overrides)
     array = validate_image(image, channel_axis=channel_axis)
     if channel_axis is None:
-        return _run_plane(array, params, ()).image
+        return _starless_plane(array, params)
     planes = np.moveaxis(array, channel_axis, 0)
-    out = np.stack([_run_plane(plane, params, ()).image for plane in planes])
+    out = np.stack([_starless_plane(plane, params) for plane in planes])
     return np.moveaxis(out, 0, channel_axis)
 
 
@@ -169,6 +190,9 @@ def diagnose(
         5, 6).  Recording costs one asymmetry evaluation per recorded iteration.
     """
     params = resolve_parameters(preset, **overrides)
+    if params.star_model != "asymmetry":
+        raise ValueError(f"diagnose shows the diffusion's maps; star_model="
+                         f"{params.star_model!r} has none (use preset='paper')")
     array = validate_image(image)
     record = tuple(int(t) for t in iterations)
     if any(t < 1 for t in record):

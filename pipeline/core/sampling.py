@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-__all__ = ["SAMPLE_BLOCK", "threshold_blocks", "threshold_region"]
+__all__ = ["SAMPLE_BLOCK", "psf_region", "threshold_blocks", "threshold_region"]
 
 #: Side of a sample block in pixels: large enough that its halo is a modest overhead,
 #: small enough that the blocks spread over the frame.
@@ -74,3 +74,20 @@ def threshold_region(shape, sample):
     for row0, row1, col0, col1 in blocks:
         region[row0:row1, col0:col1] = True
     return region
+
+
+def psf_region(shape, sample):
+    """``(rows, cols)`` slices of the part of a frame the PSF is measured on.
+
+    The whole frame when ``sample`` is ``None`` or the frame has at most ``sample``
+    pixels; otherwise its central square of about ``sample`` pixels (cut to the
+    frame), so that a tiled run reads only that part and measures the same PSF as a
+    whole-frame run.
+    """
+    rows, cols = (int(n) for n in shape)
+    if sample is None or rows * cols <= sample:
+        return slice(0, rows), slice(0, cols)
+    side = math.isqrt(int(sample))
+    height, width = min(side, rows), min(side, cols)
+    row0, col0 = (rows - height) // 2, (cols - width) // 2
+    return slice(row0, row0 + height), slice(col0, col0 + width)

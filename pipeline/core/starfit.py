@@ -41,9 +41,9 @@ from skimage.feature import peak_local_max
 from skimage.restoration import denoise_nl_means
 
 from pipeline.core.psf import PSFShape, measure_psf, moffat_alpha, moffat_image
-from pipeline.core.validation import real_image
+from pipeline.core.validation import real_image, real_number
 
-__all__ = ["StarFit", "fit_and_subtract_stars"]
+__all__ = ["StarFit", "fit_and_subtract_stars", "saturation_level"]
 
 #: Detection threshold, in units of the local noise.
 DETECTION_SIGMAS = 4.0
@@ -84,6 +84,8 @@ class StarFit:
     psf : PSFShape
     n_stars : int
         Sources subtracted as stars.
+    centres : (n_stars, 2) ndarray
+        Their fitted centres ``(row, col)`` in pixels.
     n_extended : int
         Peaks of the first round left in place because a wider profile fits them
         much better or they are elongated: galaxies and streak pieces, but also some
@@ -95,16 +97,26 @@ class StarFit:
     model: np.ndarray
     psf: PSFShape
     n_stars: int
+    centres: np.ndarray
     n_extended: int
 
 
-def _saturated(data, finite):
-    """Clipped pixels: connected plateaus of at least 3 pixels near the frame's maximum.
+def saturation_level(image) -> float:
+    """The level at and above which a plateau of pixels is saturated: 98 % of the
+    largest finite value (``nan`` if there is none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: nan, said above
+        return SATURATION_FRACTION * float(np.nanmax(np.where(np.isinf(image), np.nan,
+                                                              image)))
+
+
+def _saturated(data, finite, level):
+    """Clipped pixels: connected plateaus of at least 3 pixels at or above ``level``.
 
     An unsaturated star has one or two pixels within a few per cent of its peak; a
     star clipped at the full well (or at 255) has a flat top of many.
     """
-    near_max = finite & (data >= SATURATION_FRACTION * float(np.max(data[finite])))
+    near_max = finite & (data >= level)
     labels, count = ndimage.label(near_max)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     plateau = sizes >= 3
@@ -130,6 +142,7 @@ class _Fitter:
         self.data, self.rms, self.saturated, self.psf = data, rms, saturated, psf
         self.finite = finite
         self.model = np.zeros_like(data)
+        self.centres = []
         self.core = max(2, math.ceil(1.2 * psf.fwhm))
         self.noise = float(np.median(rms))
 
@@ -236,6 +249,7 @@ class _Fitter:
         reach = alpha * math.sqrt((amplitude / (MODEL_FLOOR * self.noise))
                                   ** (1.0 / psf.beta))
         row, col = window[0].start + y0, window[1].start + x0
+        self.centres.append((row, col))
         stamp = self._window(int(round(row)), int(round(col)),
                              int(min(reach + 2, max(self.data.shape))))
         shape = (stamp[0].stop - stamp[0].start, stamp[1].stop - stamp[1].start)
@@ -244,6 +258,7 @@ class _Fitter:
 
 
 def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
+                           saturation: float | None = None,
                            denoise: bool = True) -> StarFit:
     """Remove the stars of ``image`` by fitting its PSF (see the module notes).
 
@@ -254,6 +269,10 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         masked data.  It is not modified.
     psf : PSFShape, optional
         The PSF; by default measured on ``image`` (:func:`measure_psf`).
+    saturation : float, optional
+        Plateaus of 3 or more pixels at or above this level are saturated; by default
+        :func:`saturation_level` of ``image``.  A tile of a larger frame passes the
+        frame's, since its own maximum may be that of an unsaturated star.
     denoise : bool, optional
         Denoise the star-subtracted image (non-local means in units of the noise map).
 
@@ -281,7 +300,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         psf = measure_psf(data)
     level = float(np.nanmedian(data))
     data[~finite] = level
-    saturated = _saturated(data, finite)
+    if saturation is None:
+        saturation = saturation_level(data)
+    saturated = _saturated(data, finite, real_number(saturation, "saturation"))
     background, rms = _background_maps(data, mask=~finite)
     sources = ndimage.binary_dilation((data - background) / rms > 3.0, iterations=2)
     background, rms = _background_maps(data, mask=sources | saturated | ~finite)
@@ -321,4 +342,6 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     starless[~finite] = original[~finite]
     stars = np.where(finite, original - starless, np.nan)
     return StarFit(starless=starless, stars=stars, model=fitter.model, psf=psf,
-                   n_stars=int(n_stars), n_extended=int(n_extended))
+                   n_stars=int(n_stars),
+                   centres=np.array(fitter.centres, dtype=np.float64).reshape(-1, 2),
+                   n_extended=int(n_extended))

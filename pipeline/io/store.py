@@ -14,7 +14,8 @@ were written from (chunk-aligned writes, one Zarr chunk per Dask chunk):
 
 Per-tile metrics on dim ``"tile"`` (row-major tile order, bounds in frame pixels, end
 exclusive): ``row_start, row_stop, col_start, col_stop, halo, iterations`` (int64) and
-``stopped_fraction, flux_removed, seconds`` (float64).
+``stopped_fraction, flux_removed, seconds, stars_fitted`` (float64; NaN where the
+preset's star model has no such number).
 
 Root attributes: whatever the caller passes (destar's provenance: version, parameters,
 input path and SHA-256, chunking, halo, FITS header, ...), plus ``destar_store_version``
@@ -95,6 +96,7 @@ METRIC_COLUMNS: dict[str, str] = {
     "stopped_fraction": "float64",
     "flux_removed": "float64",
     "seconds": "float64",
+    "stars_fitted": "float64",
 }
 
 _DIMS = ("y", "x")

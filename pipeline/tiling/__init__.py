@@ -1,6 +1,8 @@
-"""Tiled, chunking-invariant execution of the diffusion with Dask (see :mod:`.tiles`)."""
+"""Tiled, chunking-invariant execution with Dask: the diffusion (:mod:`.tiles`) and
+PSF fitting (:mod:`.fitted`)."""
 
 from pipeline.tiling.tiles import (
+    FIT_HALO,
     STREAMED_TILE_TASK,
     FrameScalars,
     TiledResult,
@@ -14,10 +16,12 @@ from pipeline.tiling.tiles import (
     sample_grid,
     stream_tile,
     stream_tiles,
+    streams_tiles,
     threshold_sequence,
     tile_grid,
 )
 
-__all__ = ["STREAMED_TILE_TASK", "FrameScalars", "TiledResult", "TileMetrics", "default_halo", "frame_scalars",
-           "lockstep_diffuse", "remove_stars_dask", "run_tiled", "sample_grid",
-           "stream_tile", "stream_tiles", "threshold_sequence", "TiledRun", "tile_grid"]
+__all__ = ["FIT_HALO", "STREAMED_TILE_TASK", "FrameScalars", "TiledResult", "TileMetrics",
+           "default_halo", "frame_scalars", "lockstep_diffuse", "remove_stars_dask",
+           "run_tiled", "sample_grid", "stream_tile", "stream_tiles", "streams_tiles",
+           "threshold_sequence", "TiledRun", "tile_grid"]

@@ -75,6 +75,7 @@ from pipeline.core.remove import prepare_plane
 from pipeline.core.sampling import threshold_blocks
 
 __all__ = [
+    "FIT_HALO",
     "FrameScalars",
     "STREAMED_TILE_TASK",
     "TileMetrics",
@@ -87,13 +88,24 @@ __all__ = [
     "sample_grid",
     "stream_tile",
     "stream_tiles",
+    "streams_tiles",
+    "independent_tiles",
+    "checkpointed",
     "threshold_sequence",
     "TiledRun",
 ]
 
 
+#: Halo of a PSF-fitting tile in pixels: three background boxes of 32 pixels (see
+#: :mod:`pipeline.tiling.fitted`).
+FIT_HALO = 96
+
+
 def default_halo(params: DiffusionParameters) -> int:
-    """Halo depth in pixels for ``params.n_iter`` iterations (see the module notes)."""
+    """Halo depth in pixels: :data:`FIT_HALO` for the PSF star model, else from
+    ``params.n_iter`` iterations of the diffusion (see the module notes)."""
+    if params.star_model == "psf":
+        return FIT_HALO
     halo = max(64, math.ceil(1.25 * params.n_iter) + 16)
     return int(math.ceil(halo / 8) * 8)
 
@@ -111,6 +123,8 @@ class TileMetrics:
     stopped_fraction: float
     flux_removed: float
     seconds: float
+    #: Sources subtracted as stars in the core (PSF star model; NaN for the diffusion).
+    stars_fitted: float = math.nan
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -474,16 +488,28 @@ def stream_tiles(array, *, params, scalars, halo, thetas, checkpoint=None) -> Ti
     ``save_tile(core, starless, metrics)``), a tile it holds is read instead of
     computed and every computed tile is saved.
     """
-    stats = _statistics(params, scalars)
+    threads = _tile_threads(math.prod(len(c) for c in array.chunks))
+    return independent_tiles(
+        array, halo=halo, kernel=stream_tile,
+        args=(params, _statistics(params, scalars), halo, thetas, threads),
+        checkpoint=checkpoint)
+
+
+def independent_tiles(array, *, halo, kernel, args, checkpoint=None) -> TiledResult:
+    """One lazy task per tile of ``array`` (its chunks): ``kernel(block, core, ext,
+    *args) -> (core's starless, TileMetrics)`` on the tile's extended block.
+
+    The tasks' keys start with :data:`STREAMED_TILE_TASK`; ``checkpoint`` as for
+    :func:`stream_tiles`.
+    """
     grid = tile_grid(array.chunks, array.shape, halo)
-    threads = _tile_threads(len(grid))
-    run_tile = stream_tile if checkpoint is None else _checkpointed(checkpoint)
-    token = dask.base.tokenize(array, params, stats, halo, thetas, checkpoint)
+    run_tile = kernel if checkpoint is None else checkpointed(checkpoint, kernel)
+    token = dask.base.tokenize(array, kernel, args, halo, checkpoint)
     parts = {}
     for core, ext in grid:
         block = array[ext[0]:ext[1], ext[2]:ext[3]]
         parts[core] = dask.delayed(run_tile, nout=2, pure=True)(
-            block, core, ext, params, stats, halo, thetas, threads,
+            block, core, ext, *args,
             dask_key_name=f"{STREAMED_TILE_TASK}-{core[0]}-{core[2]}-{token}")
     rows = []
     for r0, r1 in _edges(array.chunks[0]):
@@ -495,12 +521,14 @@ def stream_tiles(array, *, params, scalars, halo, thetas, checkpoint=None) -> Ti
     return TiledResult(starless=starless, metrics=metrics, halo=halo)
 
 
-def _checkpointed(checkpoint):
+def checkpointed(checkpoint, kernel):
+    """``kernel`` (a tile's ``(block, core, ...) -> (core, metrics)``) that reads a
+    finished tile from ``checkpoint`` and saves every tile it computes."""
     def run_tile(block, core, *args):
         saved = checkpoint.load_tile(core)
         if saved is not None:
             return saved[0], TileMetrics(**saved[1])
-        starless, metrics = stream_tile(block, core, *args)
+        starless, metrics = kernel(block, core, *args)
         checkpoint.save_tile(core, starless, metrics.as_dict())
         return starless, metrics
     return run_tile
@@ -525,7 +553,8 @@ class TiledRun:
     streamed run (theta from sample blocks) they are a Dask array and a
     ``dask.delayed`` list whose tiles run when they are computed or written, one by
     one, ``tiles_reused`` counts the finished tiles a checkpoint held and
-    ``sample_seconds`` is the time the sample blocks took.  ``thetas`` is theta at
+    ``sample_seconds`` is the time the sample blocks (or the PSF of a PSF-fitting
+    run, whose ``psf`` it is) took.  ``thetas`` is theta at
     every iteration (NaN before the stop starts).
     """
 
@@ -537,6 +566,7 @@ class TiledRun:
     thetas: np.ndarray
     tiles_reused: int = 0
     sample_seconds: float = 0.0
+    psf: object = None  # the PSFShape of a PSF-fitting run
 
     @property
     def streamed(self) -> bool:
@@ -571,6 +601,8 @@ def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None 
     ValueError
         A lockstep checkpoint for a streamed run.
     """
+    if params.star_model == "psf":
+        return _run_fitted(array, params, halo, checkpoint)
     halo, scalars = _prepare(array, params, halo)
     if sample_grid(array.shape, params, halo) is not None:
         if checkpoint is not None and not hasattr(checkpoint, "load_tile"):
@@ -598,6 +630,45 @@ def run_tiled(array: da.Array, params: DiffusionParameters, *, halo: int | None 
                     resumed_from=0 if saved is None else saved[0], thetas=thetas)
 
 
+def streams_tiles(shape, params: DiffusionParameters, halo: int) -> bool:
+    """Whether a run of this frame shape runs its tiles independently (streamed).
+
+    A PSF star model always does; the diffusion does where theta comes from sample
+    blocks (:func:`sample_grid`), else its tiles run in lockstep.
+    """
+    return params.star_model == "psf" or sample_grid(shape, params, halo) is not None
+
+
+def _frame_background(array):
+    """Background level and noise of a Dask frame from its regular subsample."""
+    stride = background_stride(array.shape)
+    return estimate_background(np.asarray(array[::stride, ::stride].compute(),
+                                          dtype=np.float64))
+
+
+def _run_fitted(array, params, halo, checkpoint):
+    # The PSF model's tiles live in their own module, which builds on this one.
+    from pipeline.tiling.fitted import fit_tiles
+
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
+    if checkpoint is not None and not hasattr(checkpoint, "load_tile"):
+        raise ValueError("a PSF-fitting run streams independent tiles: its checkpoint "
+                         "keeps tiles (TileCheckpoint), not a lockstep state")
+    start = time.perf_counter()
+    reused = 0
+    if checkpoint is not None:
+        reused = checkpoint.tiles_saved() if checkpoint.load_thetas() is not None else 0
+        checkpoint.save_thetas(())  # the record of the run that its tiles belong to
+    fitted, psf = fit_tiles(array, params, halo=halo, checkpoint=checkpoint)
+    bavg, noise = _frame_background(array)
+    return TiledRun(starless=fitted.starless, metrics=fitted.metrics,
+                    scalars=FrameScalars(k=math.nan, bavg=bavg, noise=noise),
+                    halo=fitted.halo, resumed_from=0, thetas=np.empty(0),
+                    tiles_reused=reused, sample_seconds=time.perf_counter() - start,
+                    psf=psf)
+
+
 def remove_stars_dask(array: da.Array, params: DiffusionParameters, *,
                       halo: int | None = None) -> TiledResult:
     """Lazy tiled star removal of a 2-D Dask array; its chunks are the tiles.
@@ -608,6 +679,10 @@ def remove_stars_dask(array: da.Array, params: DiffusionParameters, *,
     blocks followed by one independent task per tile.  The result has the input's
     chunks and float64 pixels.
     """
+    if params.star_model == "psf":
+        from pipeline.tiling.fitted import fit_tiles  # see _run_fitted
+
+        return fit_tiles(array, params, halo=halo)[0]
     halo, scalars = _prepare(array, params, halo)
     grid = sample_grid(array.shape, params, halo)
     if grid is not None:

@@ -1,0 +1,101 @@
+"""Tiled star removal by PSF fitting (``star_model="psf"``, the ``survey`` preset).
+
+What makes the tiles agree with the whole-frame run
+---------------------------------------------------
+1. **The frame's values come from the frame.**  The PSF is measured once, on the
+   frame's :func:`~pipeline.core.sampling.psf_region` (the whole frame up to
+   ``threshold_sample`` pixels, else its central square), exactly as the whole-frame
+   run measures it, and the saturation level is 98 % of the frame's maximum (a Dask
+   reduction): a tile without a saturated star must not take the flat top of its
+   brightest star for a clipped core.
+2. **Every tile sees its stars' whole neighbourhood.**  A star is fitted in a window
+   of at most ``4.8 x FWHM``, the background map is a median of 32 x 32 boxes
+   filtered over 3 x 3 of them and interpolated, and the denoising compares 5 x 5
+   patches 6 pixels apart.  A halo of :data:`FIT_HALO` pixels, a multiple of the
+   box (:data:`~pipeline.tiling.tiles.FIT_HALO`), keeps the boxes on the frame's grid
+   when the tiles start on it (chunks that are multiples of 32) and puts the tile's
+   edge effects outside its core.
+3. **What is left is approximate.**  The brightest stars' wings reach further than
+   any halo, a star on a halo's edge is fitted on part of its window, and the
+   source mask of the background depends on it: the tiled result equals the
+   whole-frame one to within a small fraction of the noise, not bit for bit
+   (``tests/test_fitted_tiles.py`` measures it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import dask.array as da
+import numpy as np
+
+from pipeline.core.params import DiffusionParameters
+from pipeline.core.remove import frame_psf
+from pipeline.core.starfit import SATURATION_FRACTION, fit_and_subtract_stars
+from pipeline.tiling.tiles import (
+    FIT_HALO,
+    TiledResult,
+    TileMetrics,
+    _core_in_block,
+    independent_tiles,
+)
+
+__all__ = ["fit_tile", "fit_tiles", "frame_saturation"]
+
+
+def frame_saturation(array: da.Array) -> float:
+    """The saturation level of a whole Dask frame (as
+    :func:`pipeline.core.starfit.saturation_level` of the frame in memory)."""
+    finite = da.where(da.isfinite(array), array, np.nan)
+    return SATURATION_FRACTION * float(da.nanmax(finite).compute())
+
+
+def fit_tile(block, core, ext, psf, saturation, halo):
+    """Remove the stars of one tile: ``(core's starless, TileMetrics)``.
+
+    A plain NumPy function (the per-tile kernel of :func:`fit_tiles`): ``block`` is
+    the tile's extended block ``ext`` of the frame and ``core`` its core's bounds.
+    """
+    start = time.perf_counter()
+    fit = fit_and_subtract_stars(np.asarray(block), psf=psf, saturation=saturation)
+    inner = _core_in_block(core, ext)
+    starless = fit.starless[inner]
+    original = np.asarray(block, dtype=np.float64)[inner]
+    finite = np.isfinite(original)
+    rows, cols = fit.centres[:, 0] + ext[0], fit.centres[:, 1] + ext[2]
+    in_core = ((rows >= core[0] - 0.5) & (rows < core[1] - 0.5)
+               & (cols >= core[2] - 0.5) & (cols < core[3] - 0.5))
+    return starless, TileMetrics(
+        row_start=core[0], row_stop=core[1], col_start=core[2], col_stop=core[3],
+        halo=halo, iterations=0, stopped_fraction=float("nan"),
+        flux_removed=float(np.sum(original[finite] - starless[finite])),
+        seconds=time.perf_counter() - start, stars_fitted=float(np.sum(in_core)))
+
+
+def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None = None,
+              checkpoint=None) -> tuple[TiledResult, object]:
+    """Lazy PSF-fitting star removal of a 2-D Dask array, one task per chunk.
+
+    The PSF (read from the frame's PSF region) and the saturation level are
+    measured now; the tiles run when the result is computed, independently, in any
+    order (``checkpoint`` as for :func:`pipeline.tiling.tiles.stream_tiles`).
+
+    Returns
+    -------
+    (TiledResult, PSFShape)
+
+    Raises
+    ------
+    ValueError
+        If ``params`` is not a PSF star model, or the PSF cannot be measured.
+    """
+    if params.star_model != "psf":
+        raise ValueError(f"fit_tiles needs star_model='psf', got {params.star_model!r}")
+    halo = FIT_HALO if halo is None else int(halo)
+    if halo < 0:
+        raise ValueError(f"halo={halo} must be >= 0")
+    psf = frame_psf(array, params)
+    result = independent_tiles(array, halo=halo, kernel=fit_tile,
+                               args=(psf, frame_saturation(array), halo),
+                               checkpoint=checkpoint)
+    return result, psf
