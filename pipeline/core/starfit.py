@@ -20,7 +20,9 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    50 sigma is a piece of a streak and stays; saturated stars
    are fitted on their unclipped wings and their clipped cores filled from the
    background map; each star's model is subtracted out to where it falls below 5 %
-   of the noise, and nowhere deeper than 3 sigma below the background map;
+   of the noise, nowhere deeper than 3 sigma below the background map, and scaled
+   down where its local mean exceeds that of the data by more than 3 sigma of that
+   mean (PSF wings broader than the stars', as on stretched data);
 4. the star-subtracted image denoised with non-local means in units of the noise map,
    since the starless scene is smooth where the stars were.
 
@@ -93,7 +95,8 @@ class StarFit:
         ``input - starless`` (NaN where the input is not finite).
     model : ndarray
         The sum of the fitted star profiles alone, clipped where it would take a
-        pixel more than ``SKY_FLOOR_SIGMAS`` below the background map.
+        pixel more than ``SKY_FLOOR_SIGMAS`` below the background map or its local
+        mean above the data's.
     psf : PSFShape
     n_stars : int
         Sources subtracted as stars.
@@ -354,8 +357,20 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
             break
 
     # Where the models would dig below the sky, they overshoot (SKY_FLOOR_SIGMAS).
+    # The same test on local means, which sees a shallow overshoot spread over many
+    # pixels (PSF wings broader than the stars'): the model is scaled down where its
+    # local mean exceeds that of the data by more than the mean's noise.
+    size = 2 * max(1, int(round(psf.fwhm / 2))) + 1
+    light = ndimage.uniform_filter(data - background, size)
+    mean_model = ndimage.uniform_filter(fitter.model, size)
+    allowed = np.maximum(light + SKY_FLOOR_SIGMAS * rms / size, 0.0)
+    over = mean_model > allowed
+    # (Not next to clipped cores, whose data say nothing of the star's light.)
+    over &= ~ndimage.binary_dilation(saturated, iterations=2 + size)
+    scale = np.ones_like(data)
+    scale[over] = allowed[over] / mean_model[over]
     floor = background - SKY_FLOOR_SIGMAS * rms
-    model = np.minimum(fitter.model, np.maximum(data - floor, 0.0))
+    model = np.minimum(fitter.model * scale, np.maximum(data - floor, 0.0))
     starless = data - model
     holes = ndimage.binary_dilation(saturated, iterations=2)
     starless[holes] = background[holes]
