@@ -9,16 +9,20 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    method works on linear, sky-subtracted and 0..255 data alike;
 2. the PSF measured on the image (:func:`pipeline.core.psf.measure_psf`);
 3. every source brighter than 4 sigma, brightest first and in three rounds, fitted with
-   that PSF (amplitude and position); a source that a wider profile fits much better
-   (chi-square lower by 25) both over its window (width > 1.25 x PSF) and in its core
-   within 0.8 FWHM (width > 1.1 x PSF) is a galaxy and stays, while a star blended
-   with a neighbour, wide only over the window, goes (cuspy galaxies, PSF-like in
-   their core, go too); a source more elongated than the PSF (second-moment
+   that PSF (amplitude and position) on a local plane, the light of the scene under
+   it; a source that a wider profile fits much better (chi-square lower by 25) both
+   over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width > 1.1
+   x PSF), without the plane, is a galaxy and stays, while a star blended with a
+   neighbour, wide only over the window, goes; a core that a profile narrower than
+   0.8 x PSF on its plane fits much better is no point source either (a galaxy's
+   cusp, a cosmic ray) and stays; a source more elongated than the PSF (second-moment
    ellipticity in a one-FWHM Gaussian window, larger by 0.25) and fainter than
    50 sigma is a piece of a streak and stays; saturated stars
    are fitted on their unclipped wings and their clipped cores filled from the
    background map; each star's model is subtracted out to where it falls below 5 %
-   of the noise;
+   of the noise, nowhere deeper than 3 sigma below the background map, and scaled
+   down where its local mean exceeds that of the data by more than 3 sigma of that
+   mean (PSF wings broader than the stars', as on stretched data);
 4. the star-subtracted image denoised with non-local means in units of the noise map,
    since the starless scene is smooth where the stars were.
 
@@ -53,6 +57,16 @@ DETECTION_SIGMAS = 4.0
 GALAXY_WIDTH = 1.25
 CORE_WIDTH = 1.1
 GALAXY_CHI2_GAIN = 25.0
+#: Nothing that went through the optics is narrower than the PSF: a core that a profile
+#: narrower by this factor fits much better (chi-square lower by ``GALAXY_CHI2_GAIN``)
+#: is the cusp of a galaxy (a Sersic nucleus not smoothed to the PSF) or a cosmic
+#: ray, not a star, and stays.
+CUSP_WIDTH = 0.8
+#: Star models never take a pixel further than this many noise sigma below the
+#: background map: a scene has no light below its sky, so anything deeper is the
+#: fitted profile overshooting (a PSF mismatch, e.g. on stretched data whose stars are
+#: not Moffat profiles), and is clipped from the model.
+SKY_FLOOR_SIGMAS = 3.0
 #: A source more elongated than the PSF by this much (second-moment ellipticity) is a
 #: piece of a streak, not a star.
 STREAK_ELONGATION = 0.25
@@ -80,7 +94,9 @@ class StarFit:
     stars : ndarray
         ``input - starless`` (NaN where the input is not finite).
     model : ndarray
-        The sum of the fitted star profiles alone.
+        The sum of the fitted star profiles alone, clipped where it would take a
+        pixel more than ``SKY_FLOOR_SIGMAS`` below the background map or its local
+        mean above the data's.
     psf : PSFShape
     n_stars : int
         Sources subtracted as stars.
@@ -177,32 +193,56 @@ class _Fitter:
             return None
         weights = 1.0 / self.rms[window]
 
+        # Every profile sits on a local plane: the light of a galaxy or nebula under a
+        # star is no part of it, and a galaxy's nucleus is judged against its own
+        # surroundings.
+        rows, cols = np.mgrid[0:cut.shape[0], 0:cut.shape[1]].astype(np.float64)
+        rows -= (cut.shape[0] - 1) / 2.0
+        cols -= (cut.shape[1] - 1) / 2.0
+
         def residual(p, pixels, width=1.0):
-            model = p[0] * self._profile(cut.shape, p[1], p[2], width)
+            model = (p[0] * self._profile(cut.shape, p[1], p[2], width)
+                     + p[3] + p[4] * cols + p[5] * rows)
             return ((model - cut) * weights)[pixels]
 
         profile = self._profile(cut.shape, x0, y0)[usable]
-        amplitude = float(profile @ cut[usable] / (profile @ profile))
+        design = np.column_stack([profile, np.ones_like(profile), cols[usable],
+                                  rows[usable]]) * weights[usable][:, None]
+        plane, *_ = np.linalg.lstsq(design, cut[usable] * weights[usable], rcond=None)
+        amplitude = float(plane[0])
         if amplitude <= 0:
             return None
-        fit = least_squares(residual, [amplitude, x0, y0], args=(usable,), x_scale="jac",
-                            max_nfev=100)
+        # The plane is light of the scene, so not below the sky at the centre: a
+        # negative one would only make up for a PSF whose wings are too broad.
+        plane[1] = max(plane[1], 0.0)
+        fit = least_squares(residual, [amplitude, x0, y0, *plane[1:]], args=(usable,),
+                            x_scale="jac", max_nfev=100,
+                            bounds=([-np.inf] * 3 + [0.0] + [-np.inf] * 2, np.inf))
+        params = [amplitude, x0, y0, *plane[1:]]
         if fit.x[0] > 0 and abs(fit.x[1] - x0) < 2 and abs(fit.x[2] - y0) < 2:
-            amplitude, x0, y0 = fit.x
+            params = list(fit.x)
+            amplitude, x0, y0 = params[:3]
         faint = amplitude <= STREAK_MAX_SNR * float(np.median(self.rms[window]))
         if not saturated and faint and self._elongation(cut, usable, amplitude, x0, y0) \
                 > STREAK_ELONGATION:
             return False
         if not saturated:
-            rows, cols = np.ogrid[0:cut.shape[0], 0:cut.shape[1]]
-            inner = usable & ((rows - y0) ** 2 + (cols - x0) ** 2
+            dy, dx = np.ogrid[0:cut.shape[0], 0:cut.shape[1]]
+            inner = usable & ((dy - y0) ** 2 + (dx - x0) ** 2
                               <= max(2.0, 0.8 * self.psf.fwhm) ** 2)
             # A galaxy is wider than the PSF over the whole window and already in its
             # core; a star blended with a neighbour looks wider over the window only.
-            if (self._wider(residual, usable, amplitude, x0, y0, cut.shape)
-                    > GALAXY_WIDTH
-                    and self._wider(residual, inner, amplitude, x0, y0, cut.shape)
-                    > CORE_WIDTH):
+            # Widths are judged without the plane, which would take up the broad light
+            # that makes a galaxy a galaxy; a core narrower than the PSF (CUSP_WIDTH)
+            # on its plane, a nucleus against its own galaxy.
+            profile = self._profile(cut.shape, x0, y0)[usable] * weights[usable]
+            flat = [max(float(profile @ (cut[usable] * weights[usable])
+                              / (profile @ profile)), 1e-9), x0, y0, 0.0, 0.0, 0.0]
+            if (self._wider(residual, inner, params, cut.shape) < CUSP_WIDTH
+                    or (self._wider(residual, usable, flat, cut.shape, plane=False)
+                        > GALAXY_WIDTH
+                        and self._wider(residual, inner, flat, cut.shape, plane=False)
+                        > CORE_WIDTH)):
                 return False
         self._subtract(window, amplitude, x0, y0)
         return True
@@ -231,16 +271,22 @@ class _Fitter:
         return ellipticity(cut) - ellipticity(model)
 
     @staticmethod
-    def _wider(residual, pixels, amplitude, x0, y0, shape):
+    def _wider(residual, pixels, params, shape, plane=True):
         """Best width (in PSF widths) over ``pixels``, or 1 if not significantly better."""
-        if pixels.sum() < 5:
+        if pixels.sum() < 8:
             return 1.0
-        wide = least_squares(lambda p: residual(p[:3], pixels, p[3]),
-                             [amplitude, x0, y0, 1.0], x_scale="jac", max_nfev=100,
-                             bounds=([0, -5, -5, 0.5], [np.inf, shape[1] + 5, shape[0] + 5,
-                                                        5]))
-        gain = np.sum(residual([amplitude, x0, y0], pixels) ** 2) - np.sum(wide.fun ** 2)
-        return float(wide.x[3]) if gain > GALAXY_CHI2_GAIN else 1.0
+        psf_chi2 = np.sum(residual(params, pixels) ** 2)
+        if psf_chi2 <= GALAXY_CHI2_GAIN:
+            return 1.0      # no other profile can lower the chi-square by more
+        free = 6 if plane else 3      # the plane is held at zero without ``plane``
+        wide = least_squares(
+            lambda p: residual([*p[:free], *params[free:6]], pixels, p[free]),
+            [*params[:free], 1.0], x_scale="jac", max_nfev=100,
+            bounds=([0, -5, -5, 0.0, -np.inf, -np.inf][:free] + [0.5],
+                    [np.inf, shape[1] + 5, shape[0] + 5, np.inf, np.inf, np.inf][:free]
+                    + [5]))
+        gain = psf_chi2 - np.sum(wide.fun ** 2)
+        return float(wide.x[free]) if gain > GALAXY_CHI2_GAIN else 1.0
 
     def _subtract(self, window, amplitude, x0, y0):
         psf = self.psf
@@ -331,7 +377,22 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         if added == 0:
             break
 
-    starless = data - fitter.model
+    # Where the models would dig below the sky, they overshoot (SKY_FLOOR_SIGMAS).
+    # The same test on local means, which sees a shallow overshoot spread over many
+    # pixels (PSF wings broader than the stars'): the model is scaled down where its
+    # local mean exceeds that of the data by more than the mean's noise.
+    size = 2 * max(1, int(round(psf.fwhm / 2))) + 1
+    light = ndimage.uniform_filter(data - background, size)
+    mean_model = ndimage.uniform_filter(fitter.model, size)
+    allowed = np.maximum(light + SKY_FLOOR_SIGMAS * rms / size, 0.0)
+    over = mean_model > allowed
+    # (Not next to clipped cores, whose data say nothing of the star's light.)
+    over &= ~ndimage.binary_dilation(saturated, iterations=2 + size)
+    scale = np.ones_like(data)
+    scale[over] = allowed[over] / mean_model[over]
+    floor = background - SKY_FLOOR_SIGMAS * rms
+    model = np.minimum(fitter.model * scale, np.maximum(data - floor, 0.0))
+    starless = data - model
     holes = ndimage.binary_dilation(saturated, iterations=2)
     starless[holes] = background[holes]
     if denoise:
@@ -341,7 +402,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     original = np.asarray(image, dtype=np.float64)
     starless[~finite] = original[~finite]
     stars = np.where(finite, original - starless, np.nan)
-    return StarFit(starless=starless, stars=stars, model=fitter.model, psf=psf,
+    return StarFit(starless=starless, stars=stars, model=model, psf=psf,
                    n_stars=int(n_stars),
                    centres=np.array(fitter.centres, dtype=np.float64).reshape(-1, 2),
                    n_extended=int(n_extended))
