@@ -13,9 +13,7 @@ cut, probabilistic Hough transform) runs on
 
 - ``input``: the frame as observed;
 - ``destar``: ``pipeline.remove_stars(frame)`` with the DEFAULT preset, no parameters;
-- ``starfit``: the experimental PSF fitting,
-  :func:`pipeline.core.starfit.fit_and_subtract_stars` with its defaults (not a preset:
-  the targets below are checked on ``destar``);
+- ``paper``: ``remove_stars(frame, preset="paper")``, the paper's diffusion;
 - ``median3``, ``median5``: :func:`pipeline.baselines.median_filter` of size 3 and 5.
 
 Reported per streak amplitude and method, over all angles and seeds: detection rate,
@@ -43,7 +41,6 @@ import numpy as np
 
 from pipeline import DEFAULT_PRESET, remove_stars
 from pipeline.baselines import median_filter
-from pipeline.core.starfit import fit_and_subtract_stars
 from pipeline.metrics import star_flux_left
 from pipeline.streaks import (
     detect_streaks,
@@ -57,7 +54,7 @@ from pipeline.synthetic import make_survey_frame
 NOISE_SIGMA = 6.0
 TARGET_KEPT = 0.80
 TARGET_STAR_FLUX_LEFT = 0.15
-METHODS = ("input", "destar", "starfit", "median3", "median5")
+METHODS = ("input", "destar", "paper", "median3", "median5")
 
 
 def build_frame(size: int, seed: int, angle: float, amplitude_sigma: float):
@@ -85,8 +82,8 @@ def process(method: str, image: np.ndarray) -> np.ndarray:
         return image
     if method == "destar":
         return remove_stars(image)  # the default preset, no parameters
-    if method == "starfit":  # the experimental PSF fitting, its defaults
-        return fit_and_subtract_stars(image).starless
+    if method == "paper":
+        return remove_stars(image, preset="paper")
     if method.startswith("median"):
         return median_filter(image, size=int(method[len("median"):]))
     raise ValueError(method)

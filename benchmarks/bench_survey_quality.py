@@ -51,7 +51,6 @@ import pipeline  # noqa: E402
 from pipeline import PRESETS, remove_stars  # noqa: E402
 from pipeline.baselines import chao_tsai, median_filter, perona_malik  # noqa: E402
 from pipeline.metrics import extended_rmse, psnr, rmse, ssim, star_flux_left  # noqa: E402
-from pipeline.core.starfit import fit_and_subtract_stars  # noqa: E402
 from survey_frames import FRAME_SPECS, QUICK_SPECS, Frame, build_frame  # noqa: E402
 
 PAPER_N_GRID = (25, 50, 75, 100, 150, 200, 300, 400)
@@ -230,10 +229,6 @@ def run_frame(frame: Frame, *, verbose=True) -> tuple[dict, dict]:
                                      "error": f"{type(exc).__name__}: {exc}"}
             continue
         add(f"preset:{name}", {"preset": name}, r, s)
-
-    # The experimental PSF-fitting removal (not a preset yet), with its defaults.
-    r, s = timed(lambda image: fit_and_subtract_stars(image).starless, img)
-    add("starfit", {"function": "fit_and_subtract_stars"}, r, s)
 
     # Paper preset at its best n_iter (one long run, snapshots).
     if "paper" in PRESETS:

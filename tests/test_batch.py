@@ -45,7 +45,7 @@ def inputs(tmp_path):
 
 def _config(tmp_path, inputs, **extra):
     data = {"inputs": [str(inputs), str(tmp_path / "absent.fits")],
-            "output": str(tmp_path / "out"), "parameters": {"n_iter": 8}, "chunk": 64,
+            "output": str(tmp_path / "out"), "preset": "paper", "parameters": {"n_iter": 8}, "chunk": 64,
             **extra}
     path = tmp_path / "batch.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -89,7 +89,7 @@ def test_batch_without_failures_exits_zero_and_skips_finished(tmp_path, capsys):
         np.save(raw / f"f{seed}.npy", _frame(seed))
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"inputs": ["raw"], "output": "out", "format": "npy",
-                                      "parameters": {"n_iter": 6}}))
+                                      "preset": "paper", "parameters": {"n_iter": 6}}))
     assert cli.main(["run", str(config), "--quiet"]) == 0
     assert "2 done, 0 skipped, 0 failed" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f1.npy", "f2.npy"]
@@ -105,7 +105,7 @@ def test_batch_progress_bars_go_to_stderr(tmp_path, capsys):
     np.save(tmp_path / "a.npy", _frame())
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"inputs": ["a.npy"], "output": "out",
-                                      "parameters": {"n_iter": 6}}))
+                                      "preset": "paper", "parameters": {"n_iter": 6}}))
     assert cli.main(["run", str(config)]) == 0
     out, err = capsys.readouterr()
     assert "frames" in err and "1/1" in err  # the bar over frames
@@ -117,7 +117,7 @@ def test_info_prints_what_the_store_holds(tmp_path, capsys):
     source = tmp_path / "in.fits"
     fits.PrimaryHDU(np.asarray(_frame(), dtype=np.float32)).writeto(source)
     out = tmp_path / "o.zarr"
-    assert cli.main(["remove", str(source), "-o", str(out), "--n-iter", "6", "--chunk",
+    assert cli.main(["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "6", "--chunk",
                      "64", "--quiet"]) == 0
     assert cli.main(["info", str(out)]) == 0
     text = capsys.readouterr().out
@@ -150,7 +150,7 @@ def test_remove_faults_are_one_line_and_write_nothing(tmp_path, inputs, capsys, 
     source = inputs / name
     digest = sha256_file(source) if source.exists() else None
     out = tmp_path / "o.zarr"
-    code = cli.main(["remove", str(source), "-o", str(out), "--n-iter", "5", *extra])
+    code = cli.main(["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "5", *extra])
     captured = capsys.readouterr()
     assert_one_line_error(code, captured.err, *fragments)
     assert captured.out == ""
@@ -167,7 +167,7 @@ def test_unwritable_output_folder(tmp_path, inputs, capsys):
         if os.access(locked, os.W_OK):
             pytest.skip("running as a user (root) who can write to a 0o500 folder")
         code = cli.main(["remove", str(inputs / "good.fits"), "-o",
-                         str(locked / "o.zarr"), "--n-iter", "5"])
+                         str(locked / "o.zarr"), "--preset", "paper", "--n-iter", "5"])
         assert_one_line_error(code, capsys.readouterr().err, "not writable", str(locked))
         config = tmp_path / "c.yaml"
         config.write_text(yaml.safe_dump({"inputs": [str(inputs / "good.fits")],
@@ -182,7 +182,7 @@ def test_output_folder_that_even_root_cannot_write(tmp_path, inputs, capsys):
     if not os.path.isdir("/proc/self"):
         pytest.skip("needs Linux /proc")
     for out in ("/proc/o.zarr", "/proc/o.fits"):
-        code = cli.main(["remove", str(inputs / "good.fits"), "-o", out, "--n-iter", "5"])
+        code = cli.main(["remove", str(inputs / "good.fits"), "-o", out, "--preset", "paper", "--n-iter", "5"])
         assert_one_line_error(code, capsys.readouterr().err, "not writable", "/proc")
     assert not os.path.exists("/proc/o.zarr.checkpoint")
 
@@ -199,7 +199,7 @@ def test_full_disk_is_one_line_leaves_no_complete_output_and_resumes(tmp_path, i
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "tile"))
 
     monkeypatch.setattr(store, "_metric_rows", full)
-    argv = ["remove", str(source), "-o", str(out), "--n-iter", "20", "--chunk", "64",
+    argv = ["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "20", "--chunk", "64",
             "--checkpoint-every", "5", "--quiet"]
     code = cli.main(argv)
     assert_one_line_error(code, capsys.readouterr().err, "No space left on device")
@@ -222,11 +222,11 @@ def _free_port() -> int:
 def test_unreachable_scheduler_is_one_line(tmp_path, inputs, capsys):
     address = f"tcp://127.0.0.1:{_free_port()}"
     out = tmp_path / "o.zarr"
-    code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--n-iter", "5",
+    code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--preset", "paper", "--n-iter", "5",
                      "--scheduler", address, "--quiet"])
     assert_one_line_error(code, capsys.readouterr().err, "cannot reach the Dask scheduler",
                     address)
     assert not out.exists()
-    code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--n-iter", "5",
+    code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--preset", "paper", "--n-iter", "5",
                      "--scheduler", "head-node:8786", "--quiet"])
     assert_one_line_error(code, capsys.readouterr().err, "tcp://")

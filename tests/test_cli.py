@@ -106,25 +106,25 @@ def test_default_paper_dir_falls_back_beside_repository(paper_dir, tmp_path, mon
 # --------------------------------------------------------------------------- demo
 def test_demo_writes_files_and_improves_psnr(tmp_path, capsys):
     out_dir = tmp_path / "demo"
-    code, out, err = _run(capsys, ["demo", "--output", str(out_dir), "--size", "128",
+    code, out, err = _run(capsys, ["demo", "--output", str(out_dir), "--size", "256",
                                    "--seed", "1"])
     assert code == 0, err
-    assert "PSNR" in out and "Mpx*iter/s" in out
+    assert "PSNR" in out and "Mpx/s" in out
     _assert_png(out_dir / "before_after.png")
     doc = json.loads((out_dir / "metrics.json").read_text())
     before = doc["metrics"]["input_vs_truth"]
     after = doc["metrics"]["starless_vs_truth"]
-    assert after["psnr"] > before["psnr"] + 1  # 26.0 -> 28.6 dB at this size and seed
+    assert after["psnr"] > before["psnr"] + 3
     assert after["ssim"] > before["ssim"]
-    assert after["star_flux_left"] < 0.8 * before["star_flux_left"]
-    assert doc["frame"]["shape"] == [128, 128]
-    assert doc["preset"] == "paper"
+    assert abs(after["star_flux_left"]) < 0.3 * before["star_flux_left"]
+    assert doc["frame"]["shape"] == [256, 256]
+    assert doc["preset"] == "survey"
     assert doc["timing"]["seconds"] > 0
 
 
 def test_demo_is_reproducible(tmp_path):
-    a = reports.run_demo(size=64, seed=3)
-    b = reports.run_demo(size=64, seed=3)
+    a = reports.run_demo(size=256, seed=3)
+    b = reports.run_demo(size=256, seed=3)
     np.testing.assert_array_equal(a.starless, b.starless)
     assert a.after == b.after
 

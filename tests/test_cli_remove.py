@@ -48,7 +48,7 @@ def test_remove_to_zarr_prints_one_line_and_keeps_the_input(capsys, fits_input, 
     digest = sha256_file(fits_input)
     out = tmp_path / "out.zarr"
     code, stdout, stderr = _run(capsys, ["remove", str(fits_input), "-o", str(out),
-                                         "--n-iter", N_ITER, "--chunk", "128"])
+                                         "--preset", "paper", "--n-iter", N_ITER, "--chunk", "128"])
     assert code == 0, stderr
     assert len(stdout.strip().splitlines()) == 1
     assert str(out) in stdout and "256x256" in stdout
@@ -90,14 +90,14 @@ def test_remove_to_npy_and_png(capsys, frame, tmp_path):
     source = tmp_path / "in.npy"
     np.save(source, frame)
     npy = tmp_path / "out.npy"
-    code, _, err = _run(capsys, ["remove", str(source), "-o", str(npy), "--n-iter", N_ITER,
+    code, _, err = _run(capsys, ["remove", str(source), "-o", str(npy), "--preset", "paper", "--n-iter", N_ITER,
                                  "--quiet"])
     assert code == 0, err
     result = np.load(npy)
-    np.testing.assert_allclose(result, remove_stars(frame, n_iter=int(N_ITER)),
+    np.testing.assert_allclose(result, remove_stars(frame, preset="paper", n_iter=int(N_ITER)),
                                rtol=0, atol=1e-9)
     png = tmp_path / "out.png"
-    code, _, err = _run(capsys, ["remove", str(source), "-o", str(png), "--n-iter", N_ITER,
+    code, _, err = _run(capsys, ["remove", str(source), "-o", str(png), "--preset", "paper", "--n-iter", N_ITER,
                                  "--quiet"])
     assert code == 0, err
     with Image.open(png) as im:
@@ -110,7 +110,7 @@ def test_quiet_prints_nothing(capfd, frame, tmp_path):
     source = tmp_path / "in.npy"
     np.save(source, frame)
     code = cli.main(["remove", str(source), "-o", str(tmp_path / "o.zarr"),
-                     "--n-iter", N_ITER, "--quiet"])
+                     "--preset", "paper", "--n-iter", N_ITER, "--quiet"])
     out, err = capfd.readouterr()
     assert code == 0
     assert out == "" and err == ""
@@ -155,7 +155,7 @@ def test_errors_are_one_line(capsys, bad_inputs, tmp_path, case, extra, fragment
     if case == "bad_extension":
         output = tmp_path / "result.xyz"
     digest = sha256_file(source) if source.exists() else None
-    code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--n-iter", "5",
+    code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--preset", "paper", "--n-iter", "5",
                                    *extra])
     assert_one_line_error(code, err, *fragments)
     assert out == ""
@@ -170,7 +170,7 @@ def test_overwrite_replaces_an_existing_output(capsys, frame, tmp_path):
     np.save(source, frame)
     out = tmp_path / "o.fits"
     out.write_bytes(b"old")
-    code, _, err = _run(capsys, ["remove", str(source), "-o", str(out), "--n-iter", "5",
+    code, _, err = _run(capsys, ["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "5",
                                  "--overwrite", "--quiet"])
     assert code == 0, err
     assert fits.getdata(out).shape == (SIZE, SIZE)
@@ -182,10 +182,10 @@ def test_plane_and_hdu_select_the_image(capsys, frame, tmp_path):
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(cube, name="SCI")]).writeto(path)
     out = tmp_path / "plane.npy"
     code, _, err = _run(capsys, ["remove", str(path), "-o", str(out), "--hdu", "SCI",
-                                 "--plane", "1", "--n-iter", "5", "--quiet"])
+                                 "--plane", "1", "--preset", "paper", "--n-iter", "5", "--quiet"])
     assert code == 0, err
-    expected = remove_stars(cube[1], n_iter=5)
+    expected = remove_stars(cube[1], preset="paper", n_iter=5)
     np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=1e-9)
     code, _, err = _run(capsys, ["remove", str(path), "-o", str(tmp_path / "x.npy"),
-                                 "--n-iter", "5"])
+                                 "--preset", "paper", "--n-iter", "5"])
     assert_one_line_error(code, err, "--plane")

@@ -159,7 +159,7 @@ def test_command_line_overrides_the_config(tmp_path, capsys):
     assert ds.attrs["checkpoint_every"] == 0
     out = tmp_path / "b.zarr"
     assert cli.main(["remove", str(source), "-o", str(out), "--config", str(config),
-                     "--n-iter", "5", "--chunk", "64", "--quiet"]) == 0
+                     "--preset", "paper", "--n-iter", "5", "--chunk", "64", "--quiet"]) == 0
     ds = open_store(out)
     assert ds.attrs["parameters"]["n_iter"] == 5 and ds.attrs["chunks"] == [64, 64]
     capsys.readouterr()

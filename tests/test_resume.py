@@ -44,7 +44,7 @@ def test_sigkill_then_the_same_command_resumes(fits_input, tmp_path):
     digest = sha256_file(fits_input)
     out = tmp_path / "out.zarr"
     command = [DESTAR, "remove", str(fits_input), "-o", str(out), "--chunk", "128",
-               "--n-iter", "60", "--checkpoint-every", "10", "--quiet"]
+               "--preset", "paper", "--n-iter", "60", "--checkpoint-every", "10", "--quiet"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     try:

@@ -37,8 +37,8 @@ def test_chunking_does_not_change_a_1536_frame_at_200_iterations(preset):
 def test_tiled_equals_whole_frame_on_irregular_chunks(chunks):
     image = _frame(256)[:, :256]
     image[40, 40] = np.nan  # masked data near a tile edge
-    whole = remove_stars(image, n_iter=30)
-    tiled = remove_stars(da.from_array(image, chunks=chunks), n_iter=30)
+    whole = remove_stars(image, preset="paper", n_iter=30)
+    tiled = remove_stars(da.from_array(image, chunks=chunks), preset="paper", n_iter=30)
     assert isinstance(tiled, da.Array)
     result = tiled.compute()
     assert np.isnan(result[40, 40])
@@ -55,7 +55,7 @@ def test_result_is_lazy_and_keeps_the_chunks():
         return dask.get(*args, **kwargs)
 
     with dask.config.set(scheduler=count):
-        result = remove_stars(image, n_iter=5)
+        result = remove_stars(image, preset="paper", n_iter=5)
         before = len(calls)
         assert result.chunks == image.chunks
         result.compute()
@@ -93,11 +93,11 @@ def test_dataarray_keeps_dims_coords_and_attrs():
     array = xr.DataArray(da.from_array(image, chunks=64), dims=("y", "x"),
                          coords={"y": np.arange(128) * 0.5, "x": np.arange(128)},
                          attrs={"BUNIT": "DN"}, name="frame")
-    result = remove_stars(array, n_iter=10)
+    result = remove_stars(array, preset="paper", n_iter=10)
     assert isinstance(result, xr.DataArray)
     assert result.dims == ("y", "x") and result.attrs == {"BUNIT": "DN"}
     np.testing.assert_array_equal(result["y"], array["y"])
-    np.testing.assert_allclose(result.values, remove_stars(image, n_iter=10), atol=1e-9)
+    np.testing.assert_allclose(result.values, remove_stars(image, preset="paper", n_iter=10), atol=1e-9)
 
 
 def test_default_halo_grows_with_the_iterations():

@@ -190,7 +190,7 @@ PRESETS: Mapping[str, DiffusionParameters] = {
 }
 
 #: The preset used when none is named.  Changing the default is this one line.
-DEFAULT_PRESET = "paper"
+DEFAULT_PRESET = "survey"
 
 
 def resolve_parameters(
@@ -204,6 +204,8 @@ def resolve_parameters(
         If ``preset`` is not a known name.
     TypeError
         If an override names no parameter.
+    ValueError
+        If an override tunes the diffusion of a PSF star model (which ignores it).
     """
     if isinstance(preset, DiffusionParameters):
         base = preset
@@ -218,4 +220,17 @@ def resolve_parameters(
         raise TypeError(
             f"preset must be a name or DiffusionParameters, got {type(preset).__name__}"
         )
-    return base.replace(**overrides) if overrides else base
+    params = base.replace(**overrides) if overrides else base
+    unused = sorted(set(overrides) - _PSF_MODEL_FIELDS)
+    if params.star_model == "psf" and unused:
+        # Silently ignoring e.g. n_iter would run something else than the caller asked.
+        raise ValueError(
+            f"{', '.join(unused)} only tune the diffusion, which star_model='psf' "
+            f"(preset {preset if isinstance(preset, str) else 'given'!r}) does not run; "
+            "choose preset='paper' for the diffusion"
+        )
+    return params
+
+
+#: The fields a PSF star model reads.
+_PSF_MODEL_FIELDS = frozenset({"star_model", "threshold_sample"})

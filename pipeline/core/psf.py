@@ -39,8 +39,8 @@ _HALF = 10
 _MIN_PEAK_SNR = 10.0
 
 #: A neighbouring peak in or just outside the cutout brighter than this fraction of
-#: the candidate's disqualifies it.
-_NEIGHBOUR_FRACTION = 0.02
+#: the candidate's disqualifies it; the second applies when no source passes the first.
+_NEIGHBOUR_FRACTIONS = (0.02, 0.2)
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,8 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     Notes
     -----
     Candidates are local maxima at least 10 noise sigmas above the
-    sky, with no neighbour peak above 2 % of theirs within 3 pixels of their
+    sky, with no neighbour peak above 2 % of theirs (20 % if no source is that
+    isolated, as on small crowded frames) within 3 pixels of their
     ``21 x 21`` cutout, no masked pixel in it, and a peak below 98 % of the frame's
     largest value (where saturated stars are clipped).  Galaxies among
     them are wider than the stars: the shape is the median of the sources whose FWHM
@@ -180,30 +181,18 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     filled = np.where(finite, data, level) - level
     peaks = peak_local_max(filled, min_distance=3, threshold_abs=5.0 * noise,
                            exclude_border=_HALF)
-    # Saturated stars are clipped at the frame's largest value; a little below it
-    # counts too (a clipped star's neighbour pixels, rounding).
-    ceiling = 0.98 * float(np.max(filled))
     brightness = filled[peaks[:, 0], peaks[:, 1]]
     order = np.argsort(brightness)[::-1]
     peaks, brightness = peaks[order], brightness[order]
     shapes = []
-    for (row, col), peak in zip(peaks, brightness):
-        if peak < _MIN_PEAK_SNR * noise or len(shapes) >= max_sources:
-            continue
-        window = (slice(row - _HALF, row + _HALF + 1), slice(col - _HALF, col + _HALF + 1))
-        if not finite[window].all():
-            continue
-        cutout = filled[window]
-        if peak >= ceiling:  # clipped: its top is the frame's saturation level
-            continue
-        near = ((np.abs(peaks[:, 0] - row) <= _HALF + 3)
-                & (np.abs(peaks[:, 1] - col) <= _HALF + 3)
-                & (brightness > _NEIGHBOUR_FRACTION * peak))
-        if np.count_nonzero(near) > 1:  # another source that would bias the fit
-            continue
-        fitted = _fit_source(cutout, noise)
-        if fitted is not None:
-            shapes.append((*fitted, peak / noise))
+    # Isolated sources first; a small frame may have none, and then neighbours up to
+    # a larger fraction of the peak are tolerated (a bias the median over sources
+    # absorbs better than no PSF at all).
+    for neighbour_fraction in _NEIGHBOUR_FRACTIONS:
+        shapes = _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
+                                 neighbour_fraction)
+        if shapes:
+            break
     if not shapes:
         raise ValueError("no bright (> 10 sigma), isolated, unsaturated source to measure "
                          "the PSF on")
@@ -225,6 +214,30 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
                     beta=_weighted_median(kept[:, 3], snr),
                     ellipticity=_weighted_median(ellipticity, snr),
                     angle=float((doubled / 2.0) % math.pi), n_stars=int(keep.sum()))
+
+
+def _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
+                    neighbour_fraction):
+    """Fitted ``(major, minor, angle, beta, snr)`` of the usable peaks, brightest first."""
+    # Saturated stars are clipped at the frame's largest value; a little below it
+    # counts too (a clipped star's neighbour pixels, rounding).
+    ceiling = 0.98 * float(np.max(filled))
+    shapes = []
+    for (row, col), peak in zip(peaks, brightness):
+        if peak < _MIN_PEAK_SNR * noise or len(shapes) >= max_sources:
+            continue
+        window = (slice(row - _HALF, row + _HALF + 1), slice(col - _HALF, col + _HALF + 1))
+        if not finite[window].all() or peak >= ceiling:
+            continue
+        near = ((np.abs(peaks[:, 0] - row) <= _HALF + 3)
+                & (np.abs(peaks[:, 1] - col) <= _HALF + 3)
+                & (brightness > neighbour_fraction * peak))
+        if np.count_nonzero(near) > 1:  # another source that would bias the fit
+            continue
+        fitted = _fit_source(filled[window], noise)
+        if fitted is not None:
+            shapes.append((*fitted, peak / noise))
+    return shapes
 
 
 def _weighted_median(values, weights) -> float:

@@ -166,7 +166,7 @@ def diagnose(
     image,
     *,
     iterations=(5, 40, 100),
-    preset: str | DiffusionParameters = DEFAULT_PRESET,
+    preset: str | DiffusionParameters = "paper",
     **overrides,
 ) -> DiffusionResult:
     """Run the diffusion on a 2-D image and keep the paper's intermediate maps.
@@ -179,7 +179,8 @@ def diagnose(
         Iterations (1-based) at which to record the asymmetry, relative residue and
         stop map.  Iterations beyond ``n_iter`` are not reached and not recorded.
     preset, **overrides
-        As for :func:`pipeline.remove_stars`.
+        As for :func:`pipeline.remove_stars`, but ``"paper"`` by default: the maps are
+        the diffusion's (a PSF star model has none).
 
     Returns
     -------

@@ -91,6 +91,8 @@ def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None 
     """
     if params.star_model != "psf":
         raise ValueError(f"fit_tiles needs star_model='psf', got {params.star_model!r}")
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
     halo = FIT_HALO if halo is None else int(halo)
     if halo < 0:
         raise ValueError(f"halo={halo} must be >= 0")

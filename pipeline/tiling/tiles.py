@@ -650,8 +650,6 @@ def _run_fitted(array, params, halo, checkpoint):
     # The PSF model's tiles live in their own module, which builds on this one.
     from pipeline.tiling.fitted import fit_tiles
 
-    if array.ndim != 2:
-        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
     if checkpoint is not None and not hasattr(checkpoint, "load_tile"):
         raise ValueError("a PSF-fitting run streams independent tiles: its checkpoint "
                          "keeps tiles (TileCheckpoint), not a lockstep state")
