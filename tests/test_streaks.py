@@ -174,3 +174,27 @@ def test_amplitude_kept_rejects_bad_input():
         streak_amplitude_kept(sky[:10], sky + layer, mask)
     with pytest.raises(ValueError, match="positive amplitude"):
         streak_amplitude_kept(sky, sky, mask)
+
+
+@pytest.mark.parametrize("amplitude_sigma", [4.0, 8.0])
+def test_the_default_preset_keeps_a_faint_trail_and_removes_star_rows(amplitude_sigma):
+    """The streak issue's targets, with defaults only, on one frame of the benchmark's kind."""
+    from pipeline import remove_stars
+    from pipeline.metrics import star_flux_left
+    from pipeline.streaks import (detect_streaks, match_streak, star_rows,
+                                  streak_amplitude_kept, streak_layer)
+    from pipeline.synthetic import make_survey_frame
+
+    shape, sigma = (384, 384), 6.0
+    frame = make_survey_frame(shape, seed=21, nebula=False, n_galaxies=0,
+                              noise_sigma=sigma, n_stars=450)
+    trail, mask, line = streak_layer(shape, angle=62.0, center=(190.0, 200.0),
+                                     amplitude=amplitude_sigma * sigma, fwhm=3.0)
+    rows, _ = star_rows(shape, [(130.0, (120.0, 250.0))], spacing=9.0, flux=2000.0, seed=21)
+    image = frame.image + trail + rows
+    truth, stars = frame.truth + trail, frame.stars + rows
+    starless = remove_stars(image)
+    assert streak_amplitude_kept(starless, truth, mask, exclude=stars > 0.5 * sigma) >= 0.8
+    assert star_flux_left(starless, truth, stars) <= 0.15
+    found = match_streak(detect_streaks(starless), line, shape=shape)
+    assert found.detected and found.n_false_lines == 0
