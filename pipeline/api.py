@@ -16,10 +16,13 @@ def remove_stars(
     halo: int | None = None,
     **overrides,
 ):
-    """Remove background stars from one image by asymmetry-driven diffusion.
+    """Remove background stars from one image.
 
-    Stars are symmetric blobs: a multi-scale local asymmetry singles them out and a
-    diffusion coefficient that falls with the asymmetry smooths them away while
+    By default (preset ``"survey"``) the stars are fitted with the image's own PSF and
+    subtracted.  The ``"paper"`` and ``"reference"`` presets run the paper's
+    asymmetry-driven diffusion.  Stars are symmetric blobs: a multi-scale local
+    asymmetry singles them out and a diffusion coefficient that falls with the
+    asymmetry smooths them away while
     asymmetric structure (edges, the borders of nebulae) is kept.  Thin straight
     streaks are mirror-symmetric about their centre line, like stars, and are blurred
     too (see the streak benchmark).  An enhancement factor slows
@@ -36,7 +39,10 @@ def remove_stars(
         ``threshold_sample`` pixels streams its tiles (:mod:`pipeline.tiling.tiles`).
         A DataArray keeps its dims, coords and attrs.
     preset : str or DiffusionParameters, optional
-        ``"paper"`` (default): the paper's parameters with the background measured on
+        ``"survey"`` (default): stars are the sources that the image's own PSF fits
+        (background, noise and PSF measured on the image; galaxies and trails stay; see
+        :mod:`pipeline.core.starfit`); it takes no diffusion override.
+        ``"paper"``: the paper's parameters with the background measured on
         the image and a formulation that stays finite on sky-subtracted data; on a
         frame larger than 2048 x 2048 the stop threshold comes from sample blocks
         (:mod:`pipeline.core.sampling`).
@@ -45,7 +51,8 @@ def remove_stars(
         If given, ``image`` is 3-D and each channel is processed on its own
         (NumPy input).
     halo : int, optional
-        Halo of the tiles of a Dask input, in pixels; by default from ``n_iter``
+        Halo of the tiles of a Dask input, in pixels; by default 96 for ``survey``, else
+        from ``n_iter``
         (:func:`pipeline.tiling.default_halo`).
     **overrides
         Any field of :class:`~pipeline.DiffusionParameters`, e.g. ``n_iter=200``,
@@ -71,6 +78,8 @@ def remove_stars(
        https://github.com/maureenjcohen/diffusion-for-stars.
     .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic
        diffusion", IEEE TPAMI 12(7), 629-639, 1990.
+    .. [3] P. B. Stetson, "DAOPHOT: a computer program for crowded-field stellar
+       photometry", PASP 99, 191-222, 1987.
 
     Examples
     --------

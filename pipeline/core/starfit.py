@@ -1,4 +1,4 @@
-"""Star removal by fitting the image's own PSF (experimental; not a preset yet).
+"""Star removal by fitting the image's own PSF: the ``survey`` preset (``star_model="psf"``).
 
 The diffusion presets decide what is a star from the local asymmetry alone, which
 cannot tell a star from a compact galaxy, and their enhancement factor protects bright
@@ -27,7 +27,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    since the starless scene is smooth where the stars were.
 
 Slow: a Python loop over stars with a nonlinear fit each (about 5-55 s for a
-512 x 512 frame with 450-800 stars).  It runs on NumPy arrays only and is not tiled.
+512 x 512 frame with 450-800 stars).  It runs on NumPy arrays only; the tiled run is
+:mod:`pipeline.tiling.fitted`.
 """
 
 from __future__ import annotations
