@@ -16,7 +16,8 @@ import numpy as np
 from astropy.stats import SigmaClip, sigma_clipped_stats
 from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
 
-__all__ = ["estimate_background", "background_stride", "MAX_BACKGROUND_PIXELS"]
+__all__ = ["estimate_background", "background_stride", "noise_floor",
+           "MAX_BACKGROUND_PIXELS"]
 
 #: Fraction of meshes, darkest first, taken to be star-and-sky only.
 _DARK_FRACTION = 0.25
@@ -31,6 +32,24 @@ def background_stride(shape: tuple[int, int]) -> int:
     """Step of the regular subsample on which :func:`estimate_background` measures."""
     pixels = shape[0] * shape[1]
     return max(1, int(np.ceil(np.sqrt(pixels / MAX_BACKGROUND_PIXELS))))
+
+
+def noise_floor(image: np.ndarray) -> float:
+    """The smallest noise that data with these values can have.
+
+    Integer-valued data (8-bit pictures, raw counts) carry at least the rounding noise
+    of a unit step, ``1/sqrt(12)``; for other data the floor is 0.  A flat sky stored
+    as integers has a sigma-clipped RMS of exactly 0, and every threshold in units of
+    the noise would then be infinite.  Non-finite pixels are ignored.
+    """
+    image = np.asarray(image)
+    if image.dtype.kind in "ui":
+        return 1.0 / np.sqrt(12.0)
+    stride = background_stride(image.shape)
+    values = image[::stride, ::stride]
+    values = values[np.isfinite(values)]
+    integral = values.size > 0 and bool(np.all(values == np.round(values)))
+    return 1.0 / np.sqrt(12.0) if integral else 0.0
 
 
 def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
@@ -53,11 +72,13 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
     level, noise : float
         Median sigma-clipped level and RMS of the darkest quarter of the meshes.  Images
         too small for two meshes fall back to sigma-clipped statistics of all pixels.
+        The noise is at least :func:`noise_floor` of the image.
 
     References
     ----------
     .. [1] Bertin & Arnouts 1996, A&AS 117, 393 (mesh background estimation).
     """
+    floor = noise_floor(image)
     image = np.asarray(image, dtype=float)
     stride = background_stride(image.shape)
     image = image[::stride, ::stride]
@@ -68,7 +89,7 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
     box = box_size or int(np.clip(shorter // 8, 16, 256))
     if shorter < 2 * box:
         _, median, std = sigma_clipped_stats(image, mask=bad, sigma=3.0, maxiters=10)
-        return float(median), float(std)
+        return float(median), max(float(std), floor)
     with warnings.catch_warnings():
         # Meshes that are mostly masked are excluded by photutils with a warning.
         warnings.simplefilter("ignore")
@@ -82,4 +103,4 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
     usable = np.isfinite(levels) & np.isfinite(noises)
     levels, noises = levels[usable], noises[usable]
     darkest = np.argsort(levels)[: max(1, int(round(levels.size * _DARK_FRACTION)))]
-    return float(np.median(levels[darkest])), float(np.median(noises[darkest]))
+    return float(np.median(levels[darkest])), max(float(np.median(noises[darkest])), floor)

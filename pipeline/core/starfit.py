@@ -45,6 +45,7 @@ from scipy.optimize import least_squares
 from skimage.feature import peak_local_max
 from skimage.restoration import denoise_nl_means
 
+from pipeline.core.background import noise_floor
 from pipeline.core.psf import PSFShape, measure_psf, moffat_alpha, moffat_image
 from pipeline.core.validation import real_image, real_number
 
@@ -141,14 +142,14 @@ def _saturated(data, finite, level):
     return plateau[labels]
 
 
-def _background_maps(image, mask=None):
+def _background_maps(image, floor, mask=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
                             bkg_estimator=MedianBackground(),
                             bkgrms_estimator=StdBackgroundRMS(), mask=mask,
                             exclude_percentile=60)
-    rms = np.maximum(maps.background_rms, np.finfo(float).tiny)
+    rms = np.maximum(maps.background_rms, max(floor, np.finfo(float).tiny))
     return maps.background, rms
 
 
@@ -265,12 +266,13 @@ class _Fitter:
             clipped = ndimage.binary_dilation(self.saturated[window], iterations=2)
             usable &= ~clipped
             labels, _ = ndimage.label(self.saturated[window])
-            y0, x0 = ndimage.center_of_mass(labels == labels[row - window[0].start,
-                                                             col - window[1].start])
+            light = labels == labels[row - window[0].start, col - window[1].start]
         else:
-            y0, x0 = ndimage.center_of_mass(np.where(usable, np.clip(cut, 0, None), 0))
-        if usable.sum() < 5 or not np.isfinite(x0 + y0):
+            light = np.where(usable, np.clip(cut, 0, None), 0)
+        # (No light at all, e.g. a peak already taken by a brighter star's model.)
+        if usable.sum() < 5 or not np.any(light > 0):
             return None
+        y0, x0 = ndimage.center_of_mass(light)
         weights = 1.0 / self.rms[window]
 
         # Every profile sits on a local plane: the light of a galaxy or nebula under a
@@ -335,6 +337,8 @@ class _Fitter:
                 return 0.0
             xx, yy = (weights * dx**2).sum() / total, (weights * dy**2).sum() / total
             xy = (weights * dx * dy).sum() / total
+            if xx + yy <= 0:
+                return 0.0      # all the light in one pixel at the centre: round
             return math.hypot(xx - yy, 2.0 * xy) / (xx + yy)
 
         model = amplitude * self._profile(cut.shape, x0, y0)
@@ -420,9 +424,10 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     if saturation is None:
         saturation = saturation_level(data)
     saturated = _saturated(data, finite, real_number(saturation, "saturation"))
-    background, rms = _background_maps(data, mask=~finite)
+    floor = noise_floor(image)
+    background, rms = _background_maps(data, floor, mask=~finite)
     sources = ndimage.binary_dilation((data - background) / rms > 3.0, iterations=2)
-    background, rms = _background_maps(data, mask=sources | saturated | ~finite)
+    background, rms = _background_maps(data, floor, mask=sources | saturated | ~finite)
 
     fitter = _Fitter(data - background, rms, saturated, finite, psf)
     n_stars = n_extended = 0

@@ -1,0 +1,56 @@
+"""Background level and noise measured on the image, and the noise floor of integer data."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from pipeline.core.background import estimate_background, noise_floor
+from pipeline.core.psf import PSFShape, moffat_image
+from pipeline.core.starfit import fit_and_subtract_stars
+from pipeline.metrics import star_flux_left
+
+ROUNDING_NOISE = 1.0 / np.sqrt(12.0)
+
+
+def test_gaussian_sky_gives_its_level_and_sigma():
+    rng = np.random.default_rng(0)
+    level, noise = estimate_background(rng.normal(120.0, 7.0, (256, 256)))
+    # The darkest quarter of the meshes sits a little low: within a tenth of sigma.
+    assert level == pytest.approx(120.0, abs=0.7)
+    assert noise == pytest.approx(7.0, rel=0.05)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+def test_flat_integer_sky_has_the_rounding_noise(dtype):
+    image = np.full((128, 128), 46, dtype=dtype)
+    image[60:63, 60:63] = 200
+    assert noise_floor(image) == pytest.approx(ROUNDING_NOISE)
+    level, noise = estimate_background(image)
+    assert level == 46.0
+    assert noise == pytest.approx(ROUNDING_NOISE)
+
+
+def test_non_integer_data_have_no_floor():
+    image = np.full((64, 64), 46.5)
+    image[0, 0] = np.nan
+    assert noise_floor(image) == 0.0
+    assert noise_floor(np.rint(np.random.default_rng(1).normal(0, 3, (64, 64)))) \
+        == pytest.approx(ROUNDING_NOISE)
+
+
+def test_quantised_frame_with_a_flat_sky_loses_its_stars_without_warnings():
+    """An 8-bit frame whose sky rounds to one value: thresholds stay finite."""
+    psf = PSFShape(fwhm=3.0, beta=3.0, ellipticity=0.0, angle=0.0, n_stars=0)
+    rng = np.random.default_rng(3)
+    stars = np.zeros((256, 256))
+    for _ in range(40):
+        x, y = rng.uniform(8, 248, 2)
+        stars += moffat_image(stars.shape, x, y, rng.uniform(20, 150), psf)
+    truth = np.full(stars.shape, 46.0)
+    image = np.rint(truth + stars + rng.normal(0, 0.2, stars.shape)).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_and_subtract_stars(image)
+    assert np.isfinite(fit.starless).all()
+    assert abs(star_flux_left(fit.starless, truth, image - truth)) < 0.1
