@@ -441,7 +441,8 @@ def frame_panels(outdir: Path, frame: Frame, starless: np.ndarray) -> Path:
 
 
 def real_panels(outdir: Path) -> list[dict]:
-    """Before / starless / stars-only of real images with the default preset."""
+    """Before / starless / stars-only of real images with the default preset, or with
+    ``paper`` where the default refuses the image (no star to measure the PSF on)."""
     import skimage.io
     from skimage import data
     from skimage.color import rgb2gray
@@ -457,20 +458,24 @@ def real_panels(outdir: Path) -> list[dict]:
             images.append((name, skimage.io.imread(p, as_gray=True) * 255.0))
     out = []
     for name, img in images:
+        preset, refusal = pipeline.DEFAULT_PRESET, None
         try:
             starless, sec = timed(remove_stars, img)
         except ValueError as exc:  # e.g. no star to measure the PSF on: a result too
-            print(f"real image {name}: {img.shape}, refused: {exc}")
-            out.append({"image": name, "shape": list(img.shape), "error": str(exc)})
-            continue
+            # The panels still show something to look at: the paper's diffusion,
+            # named as such in the title and the JSON.
+            print(f"real image {name}: {img.shape}, refused by {preset!r}: {exc}")
+            preset, refusal = "paper", str(exc)
+            starless, sec = timed(remove_stars, img, preset=preset)
         stars = img - starless
         path = outdir / f"real-{name}.png"
-        save_panels(path, f"{name} {img.shape[1]}x{img.shape[0]}, default preset "
-                    f"{pipeline.DEFAULT_PRESET!r}, {sec:.1f} s", [
+        save_panels(path, f"{name} {img.shape[1]}x{img.shape[0]}, preset "
+                    f"{preset!r}, {sec:.1f} s", [
                         ("before", img, (0.0, 255.0)),
                         ("starless", starless, (0.0, 255.0)),
                         ("stars only", stars, (0.0, max(np.percentile(stars, 99.8), 1e-9)))])
-        out.append({"image": name, "shape": list(img.shape), "seconds": sec,
+        out.append({"image": name, "shape": list(img.shape), "preset": preset,
+                    "refused_by_default": refusal, "seconds": sec,
                     "png": str(path), "stars_flux_fraction":
                     float(stars.sum() / max(img.sum(), 1e-9)),
                     "negative_stars_fraction": float(np.mean(stars < -1.0))})

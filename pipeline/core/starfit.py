@@ -26,9 +26,10 @@ stars on linear data.  This module takes the route the survey issue asks for ins
 4. the star-subtracted image denoised with non-local means in units of the noise map,
    since the starless scene is smooth where the stars were.
 
-Slow: a Python loop over stars with a nonlinear fit each (about 5-55 s for a
-512 x 512 frame with 450-800 stars).  It runs on NumPy arrays only; the tiled run is
-:mod:`pipeline.tiling.fitted`.
+The loop over stars is Python, but each fit is compiled
+(:mod:`pipeline.core.profile_fit`): about 2-3 s for a 512 x 512 frame with 450-800
+stars, far slower per pixel than the diffusion.  It runs on NumPy arrays only; the
+tiled run is :mod:`pipeline.tiling.fitted`.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ import numpy as np
 from astropy.stats import SigmaClip
 from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
 from scipy import ndimage
-from scipy.optimize import least_squares
 from skimage.feature import peak_local_max
 from skimage.restoration import denoise_nl_means
 
 from pipeline.core.background import noise_floor
+from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
 from pipeline.core.psf import PSFShape, measure_psf, moffat_alpha, moffat_image
 from pipeline.core.validation import real_image, real_number
 
@@ -81,6 +82,10 @@ MODEL_FLOOR = 0.05
 #: Plateaus of pixels at or above this fraction of the frame's maximum are saturated.
 SATURATION_FRACTION = 0.98
 _ROUNDS = 3
+_NO_JACOBIAN = np.empty((0, N_PARAMS))
+#: Iterations and relative cost decrease at which a profile fit stops.
+_LM_ITERATIONS = 100
+_LM_TOLERANCE = 1e-8
 _BOX = 32
 
 
@@ -154,13 +159,13 @@ def _background_maps(image, floor, mask=None):
 
 
 class _WindowModel:
-    """The PSF, scaled in width, on a local plane over one window, with its Jacobian.
+    """The PSF, scaled in width, on a local plane over one window.
 
     The parameters are ``(amplitude, x0, y0, sky, slope_x, slope_y, width)``: the
     profile's peak and centre (column, row) in window pixels, the plane's level at the
     window's centre and its slopes, and the width in PSF widths.  Residuals are
-    weighted by the inverse noise.  The Jacobian is analytic: finite differences cost
-    one profile evaluation per parameter and made the fits most of the run time.
+    weighted by the inverse noise.  The fits are compiled
+    (:mod:`pipeline.core.profile_fit`), with an analytic Jacobian.
     """
 
     #: Bounds of the width, in PSF widths.
@@ -172,64 +177,38 @@ class _WindowModel:
         self.cols, self.rows = cols, rows
         self.plane_x = cols - (cut.shape[1] - 1) / 2.0
         self.plane_y = rows - (cut.shape[0] - 1) / 2.0
-        self.cos, self.sin = math.cos(psf.angle), math.sin(psf.angle)
-        self.alpha_major = moffat_alpha(psf.fwhm / math.sqrt(1.0 - psf.ellipticity),
-                                        psf.beta)
-        self.alpha_minor = moffat_alpha(psf.fwhm * math.sqrt(1.0 - psf.ellipticity),
-                                        psf.beta)
-        self.beta = psf.beta
+        self.shape = np.array([
+            math.cos(psf.angle), math.sin(psf.angle),
+            moffat_alpha(psf.fwhm / math.sqrt(1.0 - psf.ellipticity), psf.beta),
+            moffat_alpha(psf.fwhm * math.sqrt(1.0 - psf.ellipticity), psf.beta),
+            psf.beta])
 
-    def profile(self, x0, y0, width=1.0, *, gradients=False):
-        """The unit-peak profile; with ``gradients``, also its derivatives by x0, y0
-        and width."""
-        dx, dy = self.cols - x0, self.rows - y0
-        u = dx * self.cos + dy * self.sin
-        v = dy * self.cos - dx * self.sin
-        inv_major = 1.0 / (self.alpha_major * width) ** 2
-        inv_minor = 1.0 / (self.alpha_minor * width) ** 2
-        radius2 = u * u * inv_major + v * v * inv_minor
-        base = 1.0 + radius2
-        profile = base ** (-self.beta)
-        if not gradients:
-            return profile
-        slope = -self.beta * profile / base          # d profile / d radius2
-        du, dv = u * inv_major, v * inv_minor
-        return (profile,
-                slope * -2.0 * (du * self.cos - dv * self.sin),
-                slope * -2.0 * (du * self.sin + dv * self.cos),
-                slope * -2.0 * radius2 / width)
+    def profile(self, x0, y0, width=1.0):
+        """The unit-peak profile over the whole window."""
+        return profile_model(np.array([1.0, x0, y0, 0.0, 0.0, 0.0, width]),
+                             self.cols.ravel(), self.rows.ravel(), self.plane_x.ravel(),
+                             self.plane_y.ravel(), self.shape,
+                             _NO_JACOBIAN).reshape(self.cut.shape)
 
     def residuals(self, params, pixels):
-        amplitude, x0, y0, sky, slope_x, slope_y, width = params
-        model = (amplitude * self.profile(x0, y0, width) + sky + slope_x * self.plane_x
-                 + slope_y * self.plane_y)
-        return ((model - self.cut) * self.weights)[pixels]
-
-    def jacobian(self, params, pixels):
-        amplitude, x0, y0, _, _, _, width = params
-        profile, by_x0, by_y0, by_width = self.profile(x0, y0, width, gradients=True)
-        columns = (profile, amplitude * by_x0, amplitude * by_y0,
-                   np.ones_like(profile), self.plane_x, self.plane_y,
-                   amplitude * by_width)
-        weights = self.weights[pixels]
-        return np.column_stack([c[pixels] * weights for c in columns])
+        """Weighted residuals over ``pixels`` (a boolean mask of the window)."""
+        model = profile_model(np.asarray(params, dtype=np.float64), self.cols[pixels],
+                              self.rows[pixels], self.plane_x[pixels],
+                              self.plane_y[pixels], self.shape, _NO_JACOBIAN)
+        return (model - self.cut[pixels]) * self.weights[pixels]
 
     def fit(self, start, pixels, free, lower, upper):
         """Least-squares fit of the parameters ``free`` (indices) over ``pixels``,
-        the others held at ``start``; returns the full parameter vector and the
-        residuals."""
-        free = list(free)
-        full = np.asarray(start, dtype=np.float64).copy()
-
-        def merged(p):
-            full[free] = p
-            return full
-
-        result = least_squares(
-            lambda p: self.residuals(merged(p), pixels),
-            full[free], jac=lambda p: self.jacobian(merged(p), pixels)[:, free],
-            x_scale="jac", max_nfev=100, bounds=(lower, upper))
-        return merged(result.x).copy(), result.fun
+        the others held at ``start``, within ``lower`` and ``upper``; returns the full
+        parameter vector and the weighted residuals
+        (:func:`pipeline.core.profile_fit.fit_profile`)."""
+        free = np.asarray(list(free), dtype=np.int64)
+        bounds = [np.ascontiguousarray(np.broadcast_to(np.asarray(b, dtype=np.float64),
+                                                       free.shape)) for b in (lower, upper)]
+        return fit_profile(np.asarray(start, dtype=np.float64), free, *bounds,
+                           self.cols[pixels], self.rows[pixels], self.plane_x[pixels],
+                           self.plane_y[pixels], self.cut[pixels], self.weights[pixels],
+                           self.shape, _LM_ITERATIONS, _LM_TOLERANCE)
 
 
 class _Fitter:
