@@ -69,3 +69,24 @@ def test_bounds_hold_the_fit():
                             np.array([0.0, 0.5]), np.array([np.inf, 1.5]), x, y, px, py,
                             data, np.ones_like(data), SHAPE, 100, 1e-10)
     assert fitted[6] == pytest.approx(1.5)
+
+
+def test_blended_pair_is_recovered_jointly():
+    """Two profiles 1.5 px apart on one plane: the K = 2 model and its Jacobian."""
+    x, y, px, py = _pixels()
+    truth = np.array([300.0, 6.8, 7.2, 100.0, 8.3, 7.0, 2.0, 0.1, -0.05, 1.0])
+    none = np.empty((0, truth.size))
+    data = profile_model(truth, x, y, px, py, SHAPE, none)
+    jacobian = np.empty((x.size, truth.size))
+    profile_model(truth, x, y, px, py, SHAPE, jacobian)
+    step = 1e-6
+    numeric = np.column_stack([
+        (profile_model(truth + step * e, x, y, px, py, SHAPE, none)
+         - profile_model(truth - step * e, x, y, px, py, SHAPE, none)) / (2 * step)
+        for e in np.eye(truth.size)])
+    np.testing.assert_allclose(jacobian, numeric, atol=1e-7 * np.abs(numeric).max())
+    start = np.array([250.0, 7.0, 7.0, 50.0, 8.0, 7.5, 0.0, 0.0, 0.0, 1.0])
+    free = np.arange(9)
+    fitted, _ = fit_profile(start, free, np.full(9, -np.inf), np.full(9, np.inf),
+                            x, y, px, py, data, np.ones_like(data), SHAPE, 200, 1e-14)
+    np.testing.assert_allclose(fitted, truth, rtol=1e-5, atol=1e-6)

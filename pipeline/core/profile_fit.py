@@ -6,17 +6,20 @@ parameters over about a hundred pixels each.  A general solver spends most of it
 time on per-iteration set-up at that size, so the fit is a small compiled
 Levenberg-Marquardt loop instead.
 
-The model of pixel ``i`` at column ``x``, row ``y`` is
+The model of pixel ``i`` at column ``x``, row ``y`` is a sum of ``K`` profiles on one
+plane,
 
 .. math::
 
-    m_i = A \\left(1 + \\frac{u^2}{(w\\alpha_1)^2} + \\frac{v^2}{(w\\alpha_2)^2}
-    \\right)^{-\\beta} + s + g_x p_x + g_y p_y
+    m_i = \\sum_k A_k \\left(1 + \\frac{u_k^2}{(w\\alpha_1)^2}
+    + \\frac{v_k^2}{(w\\alpha_2)^2}\\right)^{-\\beta} + s + g_x p_x + g_y p_y
 
-with ``(u, v)`` the offsets from the centre ``(x0, y0)`` rotated by the PSF's
+with ``(u_k, v_k)`` the offsets from the centre ``(x_k, y_k)`` rotated by the PSF's
 position angle, ``alpha_1, alpha_2`` its Moffat core widths along the major and minor
 axes, ``w`` a width factor, and ``(p_x, p_y)`` the pixel's offsets from the window's
-centre for the plane.  The parameter vector is ``(A, x0, y0, s, g_x, g_y, w)``.
+centre for the plane.  The parameter vector is
+``(A_1, x_1, y_1, ..., A_K, x_K, y_K, s, g_x, g_y, w)``: ``K = 1`` is one source,
+``K = 2`` a blended pair fitted together.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from numba import njit
 
 __all__ = ["N_PARAMS", "fit_profile", "profile_model"]
 
+#: Parameters of one profile on its plane; each further profile adds 3.
 N_PARAMS = 7
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -33,42 +37,51 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 @njit(**_JIT)
 def profile_model(params, x, y, plane_x, plane_y, shape, jacobian):
-    """Model values at the pixels; fills ``jacobian`` (n, 7) unless it has no rows.
+    """Model values at the pixels; fills ``jacobian`` (n, params.size) unless it has
+    no rows.
 
     ``shape`` is ``(cos angle, sin angle, alpha_major, alpha_minor, beta)``.
     """
-    amplitude, x0, y0, sky, slope_x, slope_y, width = params
     cos, sin, alpha_major, alpha_minor, beta = shape
+    n_profiles = (params.size - 4) // 3
+    sky, slope_x, slope_y, width = params[-4], params[-3], params[-2], params[-1]
     inv_major = 1.0 / (alpha_major * width) ** 2
     inv_minor = 1.0 / (alpha_minor * width) ** 2
     with_jacobian = jacobian.shape[0] == x.size
     model = np.empty(x.size)
     for i in range(x.size):
-        dx, dy = x[i] - x0, y[i] - y0
-        u = dx * cos + dy * sin
-        v = dy * cos - dx * sin
-        radius2 = u * u * inv_major + v * v * inv_minor
-        base = 1.0 + radius2
-        profile = base ** (-beta)
-        model[i] = amplitude * profile + sky + slope_x * plane_x[i] + slope_y * plane_y[i]
+        value = sky + slope_x * plane_x[i] + slope_y * plane_y[i]
+        by_width = 0.0
+        for k in range(n_profiles):
+            amplitude, x0, y0 = params[3 * k], params[3 * k + 1], params[3 * k + 2]
+            dx, dy = x[i] - x0, y[i] - y0
+            u = dx * cos + dy * sin
+            v = dy * cos - dx * sin
+            radius2 = u * u * inv_major + v * v * inv_minor
+            base = 1.0 + radius2
+            profile = base ** (-beta)
+            value += amplitude * profile
+            if with_jacobian:
+                # d model / d radius2, and radius2's derivatives by x0, y0 and width.
+                slope = -2.0 * amplitude * beta * profile / base
+                du, dv = u * inv_major, v * inv_minor
+                jacobian[i, 3 * k] = profile
+                jacobian[i, 3 * k + 1] = slope * (dv * sin - du * cos)
+                jacobian[i, 3 * k + 2] = -slope * (du * sin + dv * cos)
+                by_width -= slope * radius2 / width
+        model[i] = value
         if with_jacobian:
-            # d model / d radius2, and radius2's derivatives by x0, y0 and width.
-            slope = -2.0 * amplitude * beta * profile / base
-            du, dv = u * inv_major, v * inv_minor
-            jacobian[i, 0] = profile
-            jacobian[i, 1] = slope * (dv * sin - du * cos)
-            jacobian[i, 2] = -slope * (du * sin + dv * cos)
-            jacobian[i, 3] = 1.0
-            jacobian[i, 4] = plane_x[i]
-            jacobian[i, 5] = plane_y[i]
-            jacobian[i, 6] = -slope * radius2 / width
+            jacobian[i, -4] = 1.0
+            jacobian[i, -3] = plane_x[i]
+            jacobian[i, -2] = plane_y[i]
+            jacobian[i, -1] = by_width
     return model
 
 
 @njit(**_JIT)
 def fit_profile(start, free, lower, upper, x, y, plane_x, plane_y, data, weights,
                 shape, max_iterations, tolerance):
-    """Fit the parameters ``free`` (indices into the 7), the others held at ``start``.
+    """Fit the parameters ``free`` (indices into ``start``), the others held there.
 
     Levenberg-Marquardt with Marquardt's scaling of the damping by the curvature's
     diagonal, and steps projected onto ``[lower, upper]`` (one bound per free
@@ -80,8 +93,8 @@ def fit_profile(start, free, lower, upper, x, y, plane_x, plane_y, data, weights
     n_free = free.size
     for k in range(n_free):
         params[free[k]] = min(max(params[free[k]], lower[k]), upper[k])
-    no_jacobian = np.empty((0, N_PARAMS))
-    full_jacobian = np.empty((x.size, N_PARAMS))
+    no_jacobian = np.empty((0, params.size))
+    full_jacobian = np.empty((x.size, params.size))
     residuals = (profile_model(params, x, y, plane_x, plane_y, shape, no_jacobian)
                  - data) * weights
     cost = residuals @ residuals

@@ -218,7 +218,7 @@ class _Fitter:
         self.data, self.rms, self.saturated, self.psf = data, rms, saturated, psf
         self.finite = finite
         self.model = np.zeros_like(data)
-        self.centres = []
+        self.stars = []         # (amplitude, row, column) of each subtracted star
         self.core = max(2, math.ceil(1.2 * psf.fwhm))
         self.noise = float(np.median(rms))
 
@@ -238,6 +238,14 @@ class _Fitter:
         ``False`` extended (a galaxy or a piece of a streak), left; ``None`` nothing
         to fit."""
         saturated = bool(self.saturated[row, col])
+        # A peak where a star already subtracted is brighter than what is left is
+        # that fit's leftover of a blend (a second star a pixel or two away): the two
+        # are fitted again together.  Failing that, the galaxy tests below do not
+        # apply, since the leftover's width measures the first fit's mismatch.
+        blend_leftover = (not saturated and self.model[row, col]
+                          > self.data[row, col] - self.model[row, col])
+        if blend_leftover and self._refit_blend(row, col):
+            return True
         window = self._window(row, col, self.core * (4 if saturated else 1))
         cut = self.data[window] - self.model[window]
         usable = self.finite[window].copy()
@@ -278,7 +286,7 @@ class _Fitter:
         if not saturated and faint and self._elongation(cut, usable, amplitude, x0, y0) \
                 > STREAK_ELONGATION:
             return False
-        if not saturated:
+        if not saturated and not blend_leftover:
             dy, dx = np.ogrid[0:cut.shape[0], 0:cut.shape[1]]
             inner = usable & ((dy - y0) ** 2 + (dx - x0) ** 2
                               <= max(2.0, 0.8 * self.psf.fwhm) ** 2)
@@ -342,19 +350,78 @@ class _Fitter:
         gain = psf_chi2 - np.sum(residuals ** 2)
         return float(wide[6]) if gain > GALAXY_CHI2_GAIN else 1.0
 
-    def _subtract(self, window, amplitude, x0, y0):
+    def _refit_blend(self, row, col):
+        """Fit the peak at (row, col) together with the subtracted star nearest to it
+        (within 2 FWHM, unsaturated): ``True`` if both fit, their models then
+        replacing the first one's; ``False`` with nothing changed otherwise."""
+        if not self.stars:
+            return False
+        centres = np.array([star[1:] for star in self.stars])
+        distance = np.hypot(centres[:, 0] - row, centres[:, 1] - col)
+        nearest = int(np.argmin(distance))
+        first_amplitude, first_row, first_col = self.stars[nearest]
+        if (distance[nearest] > 2.0 * self.psf.fwhm
+                or self.saturated[int(round(first_row)), int(round(first_col))]):
+            return False
+        window = self._window(int(round((row + first_row) / 2)),
+                              int(round((col + first_col) / 2)),
+                              self.core + math.ceil(distance[nearest] / 2))
+        first_stamp, first = self._star_stamp(first_amplitude, first_row, first_col)
+        self.model[first_stamp] -= first
+        cut = self.data[window] - self.model[window]
+        usable = self.finite[window]
+        weights = 1.0 / self.rms[window]
+        model = _WindowModel(cut, weights, self.psf)
+        top, left = window[0].start, window[1].start
+        positions = [(first_col - left, first_row - top), (col - left, row - top)]
+        # Amplitudes and plane by linear least squares at the two positions, then
+        # everything but the width by the nonlinear fit.
+        design = np.column_stack(
+            [model.profile(x, y)[usable] for x, y in positions]
+            + [np.ones(int(usable.sum())), model.plane_x[usable], model.plane_y[usable]]
+        ) * weights[usable][:, None]
+        linear, *_ = np.linalg.lstsq(design, cut[usable] * weights[usable], rcond=None)
+        if min(linear[0], linear[1]) <= 0:
+            self.model[first_stamp] += first
+            return False
+        start = np.array([linear[0], *positions[0], linear[1], *positions[1],
+                          max(linear[2], 0.0), linear[3], linear[4], 1.0])
+        lower = np.array([0.0, -np.inf, -np.inf, 0.0, -np.inf, -np.inf, 0.0, -np.inf,
+                          -np.inf])
+        fitted, _ = model.fit(start, usable, range(9), lower, np.inf)
+        moved = np.hypot(fitted[[1, 4]] - start[[1, 4]], fitted[[2, 5]] - start[[2, 5]])
+        if min(fitted[0], fitted[3]) <= 0 or moved.max() >= 2.0:
+            self.model[first_stamp] += first
+            return False
+        del self.stars[nearest]
+        for amplitude, x0, y0 in (fitted[0:3], fitted[3:6]):
+            self._subtract(window, amplitude, x0, y0)
+        return True
+
+    def _profile_stamp(self, window, amplitude, row, col):
+        """The model of a star at frame position (row, col) over ``window``."""
+        shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
+        return amplitude * self._profile(shape, col - window[1].start,
+                                         row - window[0].start)
+
+    def _star_stamp(self, amplitude, row, col):
+        """``(stamp, model)``: a star's model out to where it falls below
+        ``MODEL_FLOOR`` of the noise."""
         psf = self.psf
         # The major axis reaches furthest.
         alpha = moffat_alpha(psf.fwhm / math.sqrt(1.0 - psf.ellipticity), psf.beta)
         reach = alpha * math.sqrt((amplitude / (MODEL_FLOOR * self.noise))
                                   ** (1.0 / psf.beta))
-        row, col = window[0].start + y0, window[1].start + x0
-        self.centres.append((row, col))
         stamp = self._window(int(round(row)), int(round(col)),
                              int(min(reach + 2, max(self.data.shape))))
-        shape = (stamp[0].stop - stamp[0].start, stamp[1].stop - stamp[1].start)
-        self.model[stamp] += amplitude * self._profile(shape, col - stamp[1].start,
-                                                       row - stamp[0].start)
+        return stamp, self._profile_stamp(stamp, amplitude, row, col)
+
+    def _subtract(self, window, amplitude, x0, y0):
+        """Subtract a star fitted at (x0, y0) of ``window``."""
+        row, col = window[0].start + y0, window[1].start + x0
+        self.stars.append((amplitude, row, col))
+        stamp, model = self._star_stamp(amplitude, row, col)
+        self.model[stamp] += model
 
 
 def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
@@ -459,5 +526,6 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     stars = np.where(finite, original - starless, np.nan)
     return StarFit(starless=starless, stars=stars, model=model, psf=psf,
                    n_stars=int(n_stars),
-                   centres=np.array(fitter.centres, dtype=np.float64).reshape(-1, 2),
+                   centres=np.array([star[1:] for star in fitter.stars],
+                                    dtype=np.float64).reshape(-1, 2),
                    n_extended=int(n_extended))
