@@ -35,6 +35,13 @@ __all__ = ["PSFShape", "measure_psf", "moffat_alpha", "moffat_image"]
 #: Half-side of the fitted cutout, in pixels.
 _HALF = 10
 
+#: Smallest Moffat power index of the measured PSF; a source whose free fit has a
+#: smaller one is fitted again with it.  A Moffat's flux diverges for beta <= 1, and
+#: seeing-limited PSFs have beta of about 2.5 to 5 (4.765 for Kolmogorov turbulence,
+#: Trujillo et al. 2001): a free fit near 1 is a stretched (non-linear) star, whose
+#: extrapolated wings would be subtracted far beyond the star's light.
+MIN_BETA = 1.5
+
 #: Faintest fitted peak, in units of the noise.
 _MIN_PEAK_SNR = 10.0
 
@@ -111,19 +118,27 @@ def _fit_source(cutout, noise):
     start = np.array([peak, _HALF, _HALF, sky0, math.log(1.5), math.log(1.5), 0.0,
                       math.log(2.0)])
 
-    def residual(p):
+    def residual(p, beta=None):
+        beta = 1.0 + math.exp(p[7]) if beta is None else beta
         model = p[3] + _moffat(x, y, p[1], p[2], p[0], math.exp(p[4]), math.exp(p[5]),
-                               p[6], 1.0 + math.exp(p[7]))
+                               p[6], beta)
         return (model - cutout).ravel()
 
     try:
-        fit = least_squares(residual, start, x_scale="jac", max_nfev=400)
-    except (ValueError, FloatingPointError):
+        # Trial steps may take a width to 0 or infinity; the optimiser rejects them
+        # (non-finite costs), and a fit that ends there fails the checks below.
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            fit = least_squares(residual, start, x_scale="jac", max_nfev=400)
+            beta = 1.0 + math.exp(fit.x[7])
+            if beta < MIN_BETA:
+                beta = MIN_BETA
+                fit = least_squares(residual, fit.x[:7], x_scale="jac", max_nfev=400,
+                                    kwargs={"beta": beta})
+    except (ValueError, ArithmeticError):   # math.exp of a width run off to infinity
         return None
-    amplitude, x0, y0, _, la1, la2, angle, lb = fit.x
-    beta = 1.0 + math.exp(lb)
+    amplitude, x0, y0, _, la1, la2, angle = fit.x[:7]
     if not (fit.success and amplitude > 0 and abs(x0 - _HALF) < 2 and abs(y0 - _HALF) < 2
-            and 1.0 < beta < 50.0):
+            and 1.0 < beta < 50.0 and max(la1, la2) < 50.0):
         return None
     f1, f2 = _fwhm(math.exp(la1), beta), _fwhm(math.exp(la2), beta)
     if f1 < f2:
