@@ -42,12 +42,12 @@ _HALF = 10
 #: extrapolated wings would be subtracted far beyond the star's light.
 MIN_BETA = 1.5
 
-#: Faintest fitted peak, in units of the noise.
-_MIN_PEAK_SNR = 10.0
-
-#: A neighbouring peak in or just outside the cutout brighter than this fraction of
-#: the candidate's disqualifies it; the second applies when no source passes the first.
-_NEIGHBOUR_FRACTIONS = (0.02, 0.2)
+#: Which sources are fitted, tried in turn until one passes: a neighbouring peak in or
+#: just outside the cutout brighter than the fraction of the candidate's disqualifies
+#: it, and so does a peak fainter than the signal-to-noise ratio.  Small or stretched
+#: frames may have no isolated bright star, and then a biased or noisier measurement
+#: that the median over sources absorbs is better than no PSF at all.
+_CANDIDATE_RULES = ((0.02, 10.0), (0.2, 10.0), (0.2, 5.0))
 
 
 @dataclass(frozen=True)
@@ -173,9 +173,11 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     -----
     Candidates are local maxima at least 10 noise sigmas above the
     sky, with no neighbour peak above 2 % of theirs (20 % if no source is that
-    isolated, as on small crowded frames) within 3 pixels of their
-    ``21 x 21`` cutout, no masked pixel in it, and a peak below 98 % of the frame's
-    largest value (where saturated stars are clipped).  Galaxies among
+    isolated, as on small crowded frames; then 5 sigma if no source is that bright,
+    as on stretched frames whose bright stars are all clipped) within 3 pixels of
+    their ``21 x 21`` cutout, no masked pixel in it, and a peak below 98 % of the
+    frame's largest value (where saturated stars are clipped).  A free fit with a
+    power index below ``MIN_BETA`` is fitted again at ``MIN_BETA``.  Galaxies among
     them are wider than the stars: the shape is the median of the sources whose FWHM
     lies within 15 % of the narrowest family's median, found by iterating
     ``median -> keep fwhm < 1.15 median``; each source weighs as its peak's
@@ -200,16 +202,13 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     order = np.argsort(brightness)[::-1]
     peaks, brightness = peaks[order], brightness[order]
     shapes = []
-    # Isolated sources first; a small frame may have none, and then neighbours up to
-    # a larger fraction of the peak are tolerated (a bias the median over sources
-    # absorbs better than no PSF at all).
-    for neighbour_fraction in _NEIGHBOUR_FRACTIONS:
+    for neighbour_fraction, min_snr in _CANDIDATE_RULES:
         shapes = _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
-                                 neighbour_fraction)
+                                 neighbour_fraction, min_snr)
         if shapes:
             break
     if not shapes:
-        raise ValueError("no bright (> 10 sigma), isolated, unsaturated source to measure "
+        raise ValueError("no bright (> 5 sigma), isolated, unsaturated source to measure "
                          "the PSF on")
     shapes = np.array(shapes)
     fwhm = np.sqrt(shapes[:, 0] * shapes[:, 1])
@@ -232,14 +231,14 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
 
 
 def _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
-                    neighbour_fraction):
+                    neighbour_fraction, min_snr):
     """Fitted ``(major, minor, angle, beta, snr)`` of the usable peaks, brightest first."""
     # Saturated stars are clipped at the frame's largest value; a little below it
     # counts too (a clipped star's neighbour pixels, rounding).
     ceiling = 0.98 * float(np.max(filled))
     shapes = []
     for (row, col), peak in zip(peaks, brightness):
-        if peak < _MIN_PEAK_SNR * noise or len(shapes) >= max_sources:
+        if peak < min_snr * noise or len(shapes) >= max_sources:
             continue
         window = (slice(row - _HALF, row + _HALF + 1), slice(col - _HALF, col + _HALF + 1))
         if not finite[window].all() or peak >= ceiling:
