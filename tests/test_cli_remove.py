@@ -189,3 +189,14 @@ def test_plane_and_hdu_select_the_image(capsys, frame, tmp_path):
     code, _, err = _run(capsys, ["remove", str(path), "-o", str(tmp_path / "x.npy"),
                                  "--preset", "paper", "--n-iter", "5"])
     assert_one_line_error(code, err, "--plane")
+
+
+def test_frame_without_a_star_to_measure_says_what_to_do(capsys, tmp_path):
+    """The default preset measures the PSF on the image: a starless frame is a
+    one-line error that names the preset that needs no PSF, and no output."""
+    source = tmp_path / "noise.npy"
+    np.save(source, np.random.default_rng(0).normal(100.0, 5.0, (128, 128)))
+    output = tmp_path / "out.fits"
+    code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--quiet"])
+    assert_one_line_error(code, err, "no bright", "preset='paper'")
+    assert out == "" and not output.exists()

@@ -134,8 +134,19 @@ def _run_plane(plane, params, record) -> DiffusionResult:
 
 def frame_psf(plane, params):
     """The PSF of a frame, measured on its :func:`~pipeline.core.sampling.psf_region`
-    (the tiled run reads only that part).  ``plane`` is NumPy or Dask."""
-    return measure_psf(np.asarray(plane[psf_region(plane.shape, params.threshold_sample)]))
+    (the tiled run reads only that part).  ``plane`` is NumPy or Dask.
+
+    Raises
+    ------
+    ValueError
+        If no star can be measured, with what to do instead.
+    """
+    try:
+        return measure_psf(np.asarray(plane[psf_region(plane.shape,
+                                                       params.threshold_sample)]))
+    except ValueError as exc:
+        raise ValueError(f"{exc}: a PSF star model needs stars to measure the PSF on; "
+                         "preset='paper' (the paper's diffusion) needs none") from exc
 
 
 def _starless_plane(plane, params) -> np.ndarray:
