@@ -85,6 +85,7 @@ FITS_KEYWORDS: dict[str, str] = {
     "residue_history": "DS_RHIST",
     "formulation": "DS_FORM",
     "star_model": "DS_STARM",
+    "stop": "DS_STOP",
 }
 
 _FIELD_COMMENTS = {
@@ -99,6 +100,7 @@ _FIELD_COMMENTS = {
     "residue_history": "residues averaged for the stop",
     "formulation": "enhancement formulation",
     "star_model": "stars told by asymmetry or PSF fit",
+    "stop": "n_iter fixed, or a maximum (auto)",
 }
 
 _PICTURE_PERCENTILES = (0.5, 99.5)

@@ -23,6 +23,7 @@ __all__ = [
 
 Formulation = Literal["reference", "finite"]
 StarModel = Literal["asymmetry", "psf"]
+Stop = Literal["fixed", "auto"]
 
 #: Smallest ``threshold_sample``: one 64 x 64 block, below which theta is too noisy.
 MIN_THRESHOLD_SAMPLE = 64 * 64
@@ -77,6 +78,34 @@ class DiffusionParameters:
         (:func:`pipeline.core.starfit.fit_and_subtract_stars`); it reads no other
         field but ``threshold_sample``, the area the PSF is measured on in a tiled
         run.
+    stop : {"fixed", "auto"}
+        When the diffusion ends.  ``"fixed"``: after exactly ``n_iter`` iterations,
+        as in the paper, whose authors chose n by trial and error (30 to 300).
+        ``"auto"``: ``n_iter`` is the largest number of iterations, and the run ends
+        earlier once the local stop has settled: when the fraction of pixels it
+        switches off, averaged over the last ``AUTO_STOP_WINDOW`` (30) iterations,
+        has fallen by less than ``AUTO_STOP_TOLERANCE`` (2 %, relative) from its
+        average over the 30 iterations before
+        (:func:`pipeline.core.diffusion.auto_stop_reached`).  While that fraction
+        falls, the local stop is still releasing structures it protected (stars
+        being eroded); once it is steady, the pixels that diffuse are those that will
+        keep diffusing, their noise is gone, and further iterations only blur.  The
+        rule needs no truth and no noise estimate; the earliest stop is iteration 60.
+        Measured (``benchmarks/bench_auto_stop.py``, n_iter 300): within 0.3 dB
+        PSNR of the best n on 24 of 28 synthetic frames, up to 1.1 dB short where
+        stars on a frame with almost nothing stopped are still being eroded at 300.
+        The iterations run are reported as ``DiffusionResult.n_iter_run``.  Whole-
+        frame runs only: a tiled run must know its halo, hence its ``n_iter``, before
+        it starts, and raises ``ValueError``.
+
+    References
+    ----------
+    .. [1] M. Cohen and W. Lu, "A diffusion-based method for removing background
+           stars from astronomical images", Table 1 and section 6 (the open problem
+           of the stopping time).
+    .. [2] L. Prechelt, "Early stopping -- but when?", in *Neural Networks: Tricks
+           of the Trade*, LNCS 1524, 55-69, Springer, 1998 (stopping when a
+           monitored quantity stops improving over a window of iterations).
     """
 
     n_iter: int = 200
@@ -91,6 +120,7 @@ class DiffusionParameters:
     formulation: Formulation = "reference"
     threshold_sample: int | None = None
     star_model: StarModel = "asymmetry"
+    stop: Stop = "fixed"
 
     def __post_init__(self) -> None:
         _check_int(self, "n_iter", minimum=0)
@@ -123,6 +153,8 @@ class DiffusionParameters:
             raise ValueError(
                 f"star_model={self.star_model!r}; expected 'asymmetry' or 'psf'"
             )
+        if not isinstance(self.stop, str) or self.stop not in ("fixed", "auto"):
+            raise ValueError(f"stop={self.stop!r}; expected 'fixed' or 'auto'")
 
     def replace(self, **overrides) -> "DiffusionParameters":
         """Return a copy with some fields changed; unknown names raise ``TypeError``."""

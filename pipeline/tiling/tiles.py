@@ -577,6 +577,12 @@ def _prepare(array, params, halo):
     """Check a tiled run's input; its halo (default from ``n_iter``) and frame scalars."""
     if array.ndim != 2:
         raise ValueError(f"expected a 2-D array, got shape {array.shape}")
+    if params.stop != "fixed":
+        # The halo, the lockstep schedule and theta's sequence are all sized by n_iter
+        # before the first iteration, so a tile cannot stop when it sees fit.
+        raise ValueError(f"stop={params.stop!r}: tiled runs need a fixed n_iter "
+                         "(stop='fixed'); run the whole frame as a NumPy array for "
+                         "stop='auto'")
     halo = default_halo(params) if halo is None else int(halo)
     if halo < 0:
         raise ValueError(f"halo={halo} must be >= 0")
