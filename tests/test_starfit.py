@@ -129,3 +129,21 @@ def test_stretched_stars_do_not_dig_the_sky():
     sky = ~frame.extended_mask & (frame.stars < 0.5 * frame.noise_sigma)
     bias = np.mean(fit.starless[sky] - frame.truth[sky]) / frame.noise_sigma
     assert bias > -0.03    # -0.0375 sigma with the free beta of 1.05
+
+
+def test_bright_stars_in_front_of_a_nebula_go_and_galaxies_stay():
+    """A nebula's light under a bright star is no part of the star: judged without it
+    the star looks wider than the PSF and would be kept as a galaxy."""
+    image, truth, stars, galaxy = _scene(seed=7)
+    yy, xx = np.mgrid[0:256, 0:256]
+    nebula = 100.0 * np.exp(-((xx - 128) ** 2 + (yy - 128) ** 2) / (2 * 70.0 ** 2))
+    rng = np.random.default_rng(8)
+    on_nebula = np.zeros_like(image)
+    for x, y in rng.uniform(90, 166, (6, 2)):
+        on_nebula += moffat_image(image.shape, x, y, rng.uniform(80, 250), PSF)
+    fit = fit_and_subtract_stars(image + nebula + on_nebula)
+    truth = truth + nebula
+    assert abs(star_flux_left(fit.starless, truth, on_nebula, threshold=5.0)) < 0.05
+    galaxy_flux = np.sum(truth[galaxy] - 200.0 - nebula[galaxy])
+    assert np.sum(fit.starless[galaxy] - 200.0 - nebula[galaxy]) \
+        == pytest.approx(galaxy_flux, rel=0.1)

@@ -60,6 +60,13 @@ DETECTION_SIGMAS = 4.0
 GALAXY_WIDTH = 1.25
 CORE_WIDTH = 1.1
 GALAXY_CHI2_GAIN = 25.0
+#: A source brighter than this (peak, noise sigmas) is judged on the level of the light
+#: around it when that light is not centred on it (a star in front of a nebula, not a
+#: galaxy's nucleus): light just outside its window brighter than further out by
+#: ``CENTRED_LIGHT`` noise sigmas is centred.  Fainter sources are judged as they are,
+#: since a faint galaxy's own light falls off too little to tell.
+PEDESTAL_MIN_SNR = 10.0
+CENTRED_LIGHT = 0.25
 #: Nothing that went through the optics is narrower than the PSF: a core that a profile
 #: narrower by this factor fits much better (chi-square lower by ``GALAXY_CHI2_GAIN``)
 #: is the cusp of a galaxy (a Sersic nucleus not smoothed to the PSF) or a cosmic
@@ -293,18 +300,48 @@ class _Fitter:
             # A galaxy is wider than the PSF over the whole window and already in its
             # core; a star blended with a neighbour looks wider over the window only.
             # Widths are judged without the plane, which would take up the broad light
-            # that makes a galaxy a galaxy; a core narrower than the PSF (CUSP_WIDTH)
-            # on its plane, a nucleus against its own galaxy.
+            # that makes a galaxy a galaxy, but on the level of a nebula or disk that a
+            # bright source sits in front of (:meth:`_pedestal`); a core narrower
+            # than the PSF (CUSP_WIDTH) on its plane, a nucleus against its own galaxy.
+            bright = amplitude > PEDESTAL_MIN_SNR * float(np.median(self.rms[window]))
+            pedestal = self._pedestal(row, col) if bright else 0.0
             profile = model.profile(x0, y0)[usable] * weights[usable]
-            flat = np.array([max(float(profile @ (cut[usable] * weights[usable])
+            flat = np.array([max(float(profile @ ((cut[usable] - pedestal)
+                                                  * weights[usable])
                                        / (profile @ profile)), 1e-9),
-                             x0, y0, 0.0, 0.0, 0.0, 1.0])
+                             x0, y0, pedestal, 0.0, 0.0, 1.0])
             if (self._wider(model, inner, params) < CUSP_WIDTH
                     or (self._wider(model, usable, flat, plane=False) > GALAXY_WIDTH
                         and self._wider(model, inner, flat, plane=False) > CORE_WIDTH)):
                 return False
         self._subtract(window, amplitude, x0, y0)
         return True
+
+    def _ring_level(self, row, col, inner, outer):
+        """Median light in a square ring ``inner < max(|dy|, |dx|) <= outer`` around
+        (row, col), stars already fitted removed (``nan`` if no pixel)."""
+        box = self._window(row, col, outer)
+        rows, cols = np.ogrid[box[0], box[1]]
+        distance = np.maximum(np.abs(rows - row), np.abs(cols - col))
+        ring = (distance > inner) & self.finite[box]
+        values = (self.data[box] - self.model[box])[ring]
+        return float(np.median(values)) if values.size else float("nan")
+
+    def _pedestal(self, row, col):
+        """The scene's light under a source, when the source is not its centre.
+
+        Light that falls off away from the source (brighter just outside its window
+        than further out by ``CENTRED_LIGHT`` of the noise) is the source's own: a
+        galaxy's, whose nucleus this is, and the galaxy tests see it whole (pedestal
+        0).  Light as bright further out is a nebula or disk that a star sits in
+        front of: its level just outside the window is taken off before the width is
+        judged.
+        """
+        near = self._ring_level(row, col, self.core, self.core + 4)
+        far = self._ring_level(row, col, self.core + 4, self.core + 10)
+        if not np.isfinite(near + far) or near - far > CENTRED_LIGHT * self.rms[row, col]:
+            return 0.0
+        return max(near, 0.0)
 
     def _elongation(self, cut, usable, amplitude, x0, y0):
         """How much more elongated the source is than the PSF.
