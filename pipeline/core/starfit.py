@@ -234,11 +234,8 @@ class _Fitter:
         return (slice(max(row - radius, 0), min(row + radius + 1, h)),
                 slice(max(col - radius, 0), min(col + radius + 1, w)))
 
-    def _profile(self, shape, x, y, width=1.0):
-        psf = self.psf
-        if width != 1.0:
-            psf = PSFShape(psf.fwhm * width, psf.beta, psf.ellipticity, psf.angle, 0)
-        return moffat_image(shape, x, y, 1.0, psf)
+    def _profile(self, shape, x, y):
+        return moffat_image(shape, x, y, 1.0, self.psf)
 
     def add(self, row, col):
         """Fit the source peaking near (row, col): ``True`` a star, subtracted;
@@ -435,12 +432,6 @@ class _Fitter:
             self._subtract(window, amplitude, x0, y0)
         return True
 
-    def _profile_stamp(self, window, amplitude, row, col):
-        """The model of a star at frame position (row, col) over ``window``."""
-        shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
-        return amplitude * self._profile(shape, col - window[1].start,
-                                         row - window[0].start)
-
     def _star_stamp(self, amplitude, row, col):
         """``(stamp, model)``: a star's model out to where it falls below
         ``MODEL_FLOOR`` of the noise."""
@@ -451,7 +442,9 @@ class _Fitter:
                                   ** (1.0 / psf.beta))
         stamp = self._window(int(round(row)), int(round(col)),
                              int(min(reach + 2, max(self.data.shape))))
-        return stamp, self._profile_stamp(stamp, amplitude, row, col)
+        shape = (stamp[0].stop - stamp[0].start, stamp[1].stop - stamp[1].start)
+        return stamp, amplitude * self._profile(shape, col - stamp[1].start,
+                                                row - stamp[0].start)
 
     def _subtract(self, window, amplitude, x0, y0):
         """Subtract a star fitted at (x0, y0) of ``window``."""
