@@ -75,15 +75,19 @@ class PSFShape:
     angle: float
     n_stars: int
 
+    @property
+    def core_widths(self) -> tuple[float, float]:
+        """The Moffat core widths alpha along the major and the minor axis."""
+        axis_ratio = math.sqrt(1.0 - self.ellipticity)
+        return (moffat_alpha(self.fwhm / axis_ratio, self.beta),
+                moffat_alpha(self.fwhm * axis_ratio, self.beta))
+
 
 def moffat_image(shape, x0, y0, amplitude, psf: PSFShape) -> np.ndarray:
     """An elliptical Moffat of ``psf``'s shape, peak ``amplitude`` at column ``x0``,
     row ``y0``, evaluated at the pixel centres of an array of ``shape``."""
     rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
-    major = psf.fwhm / math.sqrt(1.0 - psf.ellipticity)
-    minor = psf.fwhm * math.sqrt(1.0 - psf.ellipticity)
-    return _moffat(cols, rows, x0, y0, amplitude, moffat_alpha(major, psf.beta),
-                   moffat_alpha(minor, psf.beta), psf.angle, psf.beta)
+    return _moffat(cols, rows, x0, y0, amplitude, *psf.core_widths, psf.angle, psf.beta)
 
 
 def moffat_alpha(fwhm, beta):

@@ -47,7 +47,7 @@ from skimage.restoration import denoise_nl_means
 
 from pipeline.core.background import noise_floor
 from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
-from pipeline.core.psf import PSFShape, measure_psf, moffat_alpha, moffat_image
+from pipeline.core.psf import PSFShape, measure_psf, moffat_image
 from pipeline.core.validation import real_image, real_number
 
 __all__ = ["StarFit", "fit_and_subtract_stars", "saturation_level"]
@@ -186,8 +186,7 @@ class _WindowModel:
         self.plane_y = rows - (cut.shape[0] - 1) / 2.0
         self.shape = np.array([
             math.cos(psf.angle), math.sin(psf.angle),
-            moffat_alpha(psf.fwhm / math.sqrt(1.0 - psf.ellipticity), psf.beta),
-            moffat_alpha(psf.fwhm * math.sqrt(1.0 - psf.ellipticity), psf.beta),
+            *psf.core_widths,
             psf.beta])
 
     def profile(self, x0, y0, width=1.0):
@@ -437,7 +436,7 @@ class _Fitter:
         ``MODEL_FLOOR`` of the noise."""
         psf = self.psf
         # The major axis reaches furthest.
-        alpha = moffat_alpha(psf.fwhm / math.sqrt(1.0 - psf.ellipticity), psf.beta)
+        alpha = psf.core_widths[0]
         reach = alpha * math.sqrt((amplitude / (MODEL_FLOOR * self.noise))
                                   ** (1.0 / psf.beta))
         stamp = self._window(int(round(row)), int(round(col)),
