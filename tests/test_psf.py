@@ -104,3 +104,26 @@ def test_stretched_frame_whose_bright_stars_are_clipped_still_has_a_psf():
     # The stretch compresses the cores, so the measured FWHM is the stretched
     # profile's, wider than the optics' 4 px.
     assert 4.0 <= psf.fwhm <= 7.0
+
+
+def test_bright_stars_on_nebula_knots_do_not_bias_the_shape():
+    """Stars on a knot's slope are fitted badly (the sky is not flat under them);
+    being the brightest, they would outweigh the clean stars by their SNR alone."""
+    true = PSFShape(fwhm=4.5, beta=2.5, ellipticity=0.25, angle=0.8, n_stars=0)
+    rng = np.random.default_rng(0)
+    image = np.full((256, 256), 100.0)
+    yy, xx = np.mgrid[0:256, 0:256]
+    for x, y in ((40, 40), (128, 40), (216, 40), (40, 216), (128, 216), (216, 216)):
+        image += moffat_image(image.shape, x + rng.uniform(-0.5, 0.5),
+                              y + rng.uniform(-0.5, 0.5), rng.uniform(250, 750), true)
+    for x, y in ((50, 128), (128, 128), (206, 128)):
+        image += 200 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 5.0 ** 2))
+        angle = rng.uniform(0, 2 * np.pi)
+        image += moffat_image(image.shape, x + 5 * np.cos(angle), y + 5 * np.sin(angle),
+                              rng.uniform(1500, 2500), true)
+    image += rng.normal(0, 5, image.shape)
+    psf = measure_psf(image)
+    # Weighted by SNR alone: FWHM 4.66, beta 1.71.
+    assert psf.fwhm == pytest.approx(true.fwhm, rel=0.02)
+    assert psf.beta == pytest.approx(true.beta, rel=0.05)
+    assert psf.ellipticity == pytest.approx(true.ellipticity, abs=0.02)

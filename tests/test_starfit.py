@@ -147,3 +147,25 @@ def test_bright_stars_in_front_of_a_nebula_go_and_galaxies_stay():
     galaxy_flux = np.sum(truth[galaxy] - 200.0 - nebula[galaxy])
     assert np.sum(fit.starless[galaxy] - 200.0 - nebula[galaxy]) \
         == pytest.approx(galaxy_flux, rel=0.1)
+
+
+def test_bright_stars_on_the_slope_of_a_nebula_knot_go():
+    """Around a star on a knot's slope the light falls off as around a galaxy's
+    nucleus; above the knot's level further out, the star is no wider than the PSF."""
+    image, truth, stars, galaxy = _scene(seed=11)
+    yy, xx = np.mgrid[0:256, 0:256]
+    rng = np.random.default_rng(12)
+    knots = np.zeros_like(image)
+    on_slopes = np.zeros_like(image)
+    for x, y in ((70, 150), (140, 120), (200, 190), (150, 40)):
+        knots += 60.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 20.0 ** 2))
+        angle = rng.uniform(0, 2 * np.pi)
+        on_slopes += moffat_image(image.shape, x + 12 * np.cos(angle),
+                                  y + 12 * np.sin(angle), rng.uniform(150, 400), PSF)
+    fit = fit_and_subtract_stars(image + knots + on_slopes)
+    # (Judged with the knot's light, they stay whole: 101 % left.)
+    assert abs(star_flux_left(fit.starless, truth + knots, on_slopes,
+                              threshold=5.0)) < 0.1
+    galaxy_flux = np.sum(truth[galaxy] - 200.0)
+    assert np.sum(fit.starless[galaxy] - 200.0 - knots[galaxy]) \
+        == pytest.approx(galaxy_flux, rel=0.1)

@@ -107,7 +107,8 @@ def _moffat(x, y, x0, y0, amplitude, alpha1, alpha2, angle, beta):
 
 
 def _fit_source(cutout, noise):
-    """Fit one cutout; ``(fwhm1, fwhm2, angle, beta)`` or ``None`` if the fit fails.
+    """Fit one cutout; ``(fwhm1, fwhm2, angle, beta, rms)`` or ``None`` if the fit
+    fails, ``rms`` the fit's residual RMS in units of the noise.
 
     The fit runs in units of the noise, so that it is the same problem whatever the
     image's units.
@@ -149,7 +150,7 @@ def _fit_source(cutout, noise):
         f1, f2, angle = f2, f1, angle + math.pi / 2
     if not 0.5 < f2 <= f1 < _HALF:
         return None
-    return f1, f2, angle % math.pi, beta
+    return f1, f2, angle % math.pi, beta, float(np.sqrt(np.mean(fit.fun ** 2)))
 
 
 def measure_psf(image, *, max_sources=40) -> PSFShape:
@@ -185,7 +186,9 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     them are wider than the stars: the shape is the median of the sources whose FWHM
     lies within 15 % of the narrowest family's median, found by iterating
     ``median -> keep fwhm < 1.15 median``; each source weighs as its peak's
-    signal-to-noise ratio.  On a stretched (non-linear) frame the result is the
+    signal-to-noise ratio divided by its fit's chi-square per pixel (at least 1), so
+    that a star on a nebula's slope or a blend, which the profile fits badly, counts
+    little however bright it is.  On a stretched (non-linear) frame the result is the
     stretched profile's shape, not the optics'.
 
     References
@@ -223,20 +226,22 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
             break
         keep = narrow
     kept, fwhm = shapes[keep], fwhm[keep]
-    # Bright sources are fitted better: each counts in proportion to its peak's SNR.
-    snr = kept[:, 4]
+    # Bright sources are fitted better: each counts in proportion to its peak's SNR,
+    # divided by its fit's chi-square per pixel, since a source whose residuals exceed
+    # the noise (a star on a nebula's slope, a blend) is a poor sample of the PSF.
+    weight = kept[:, 5] / np.maximum(kept[:, 4], 1.0) ** 2
     ellipticity = 1.0 - kept[:, 1] / kept[:, 0]
     # Position angles are axial: average 2 * angle, weighted by how elongated.
-    doubled = np.angle(np.sum(snr * ellipticity * np.exp(2j * kept[:, 2])))
-    return PSFShape(fwhm=_weighted_median(fwhm, snr),
-                    beta=_weighted_median(kept[:, 3], snr),
-                    ellipticity=_weighted_median(ellipticity, snr),
+    doubled = np.angle(np.sum(weight * ellipticity * np.exp(2j * kept[:, 2])))
+    return PSFShape(fwhm=_weighted_median(fwhm, weight),
+                    beta=_weighted_median(kept[:, 3], weight),
+                    ellipticity=_weighted_median(ellipticity, weight),
                     angle=float((doubled / 2.0) % math.pi), n_stars=int(keep.sum()))
 
 
 def _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
                     neighbour_fraction, min_snr):
-    """Fitted ``(major, minor, angle, beta, snr)`` of the usable peaks, brightest first."""
+    """Fitted ``(major, minor, angle, beta, rms, snr)`` of the usable peaks, brightest first."""
     # Saturated stars are clipped at the frame's largest value; a little below it
     # counts too (a clipped star's neighbour pixels, rounding).
     ceiling = 0.98 * float(np.max(filled))

@@ -60,11 +60,12 @@ DETECTION_SIGMAS = 4.0
 GALAXY_WIDTH = 1.25
 CORE_WIDTH = 1.1
 GALAXY_CHI2_GAIN = 25.0
-#: A source brighter than this (peak, noise sigmas) is judged on the level of the light
-#: around it when that light is not centred on it (a star in front of a nebula, not a
-#: galaxy's nucleus): light just outside its window brighter than further out by
-#: ``CENTRED_LIGHT`` noise sigmas is centred.  Fainter sources are judged as they are,
-#: since a faint galaxy's own light falls off too little to tell.
+#: A source brighter than this (peak, noise sigmas) is judged above the level of the
+#: light around it: the level just outside its window when that light is not centred
+#: on it (a star in front of a nebula), the level further out when it is (brighter
+#: just outside the window by ``CENTRED_LIGHT`` noise sigmas: a galaxy's nucleus, or
+#: a star on a nebula's slope).  Fainter sources are judged as they are, since a faint
+#: galaxy's own light falls off too little to tell.
 PEDESTAL_MIN_SNR = 10.0
 CENTRED_LIGHT = 0.25
 #: Nothing that went through the optics is narrower than the PSF: a core that a profile
@@ -324,19 +325,23 @@ class _Fitter:
         return float(np.median(values)) if values.size else float("nan")
 
     def _pedestal(self, row, col):
-        """The scene's light under a source, when the source is not its centre.
+        """The scene's light under a source that is not the source's own.
 
-        Light that falls off away from the source (brighter just outside its window
-        than further out by ``CENTRED_LIGHT`` of the noise) is the source's own: a
-        galaxy's, whose nucleus this is, and the galaxy tests see it whole (pedestal
-        0).  Light as bright further out is a nebula or disk that a star sits in
-        front of: its level just outside the window is taken off before the width is
-        judged.
+        Light as bright further out as just outside the source's window is a nebula
+        or disk that a star sits in front of: its level just outside the window is
+        taken off before the width is judged.  Light that falls off away from the
+        source (brighter just outside the window than further out by
+        ``CENTRED_LIGHT`` of the noise) may be the source's own, a galaxy's whose
+        nucleus this is, or a nebula's slope: only the level further out is taken
+        off, so that a galaxy's light near its nucleus stays and makes it wide, while
+        a star on a slope is judged on little more than its own light.
         """
         near = self._ring_level(row, col, self.core, self.core + 4)
         far = self._ring_level(row, col, self.core + 4, self.core + 10)
-        if not np.isfinite(near + far) or near - far > CENTRED_LIGHT * self.rms[row, col]:
+        if not np.isfinite(near + far):
             return 0.0
+        if near - far > CENTRED_LIGHT * self.rms[row, col]:
+            return max(far, 0.0)
         return max(near, 0.0)
 
     def _elongation(self, cut, usable, amplitude, x0, y0):
