@@ -128,7 +128,10 @@ def test_stretched_stars_do_not_dig_the_sky():
     assert fit.psf.beta >= MIN_BETA
     sky = ~frame.extended_mask & (frame.stars < 0.5 * frame.noise_sigma)
     bias = np.mean(fit.starless[sky] - frame.truth[sky]) / frame.noise_sigma
-    assert bias > -0.03    # -0.0375 sigma with the free beta of 1.05
+    # -0.055 sigma with the free beta of 1.05; -0.020 before faint stars (found by the
+    # matched filter, their amplitudes lifted by the noise that let them pass) were
+    # fitted too.
+    assert bias > -0.04
 
 
 def test_bright_stars_in_front_of_a_nebula_go_and_galaxies_stay():
@@ -169,3 +172,26 @@ def test_bright_stars_on_the_slope_of_a_nebula_knot_go():
     galaxy_flux = np.sum(truth[galaxy] - 200.0)
     assert np.sum(fit.starless[galaxy] - 200.0 - knots[galaxy]) \
         == pytest.approx(galaxy_flux, rel=0.1)
+
+
+def test_faint_stars_go_and_noise_is_not_taken_for_stars():
+    """Stars with peaks of 2.5-3.5 sigma, below the 4-sigma detection, are found by
+    the matched filter; on noise alone it finds nothing that the 4-sigma detection
+    does not (about 2 noise peaks above 4 sigma in 256 x 256 pixels)."""
+    rng = np.random.default_rng(5)
+    shape = (256, 256)
+    bright_at = rng.uniform(10, 246, (12, 2))
+    bright = sum(moffat_image(shape, x, y, rng.uniform(300, 1000), PSF)
+                 for x, y in bright_at)
+    faint = sum(moffat_image(shape, x, y, rng.uniform(2.5, 3.5) * 5.0, PSF)
+                for x, y in rng.uniform(10, 246, (60, 2)))
+    fit = fit_and_subtract_stars(100.0 + bright + faint + rng.normal(0, 5, shape))
+    near = faint > 2.5
+    # 28 % before the matched filter (what non-local means takes of them alone).
+    assert np.sum(fit.starless[near] - 100.0) / np.sum(faint[near]) < 0.15
+
+    fit = fit_and_subtract_stars(100.0 + bright + rng.normal(0, 5, shape))
+    distance = np.hypot(fit.centres[:, 1][:, None] - bright_at[:, 0],
+                        fit.centres[:, 0][:, None] - bright_at[:, 1]).min(axis=1)
+    assert np.count_nonzero(distance < 1) == len(bright_at)
+    assert np.count_nonzero(distance > 3) <= 5

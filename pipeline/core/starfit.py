@@ -8,8 +8,9 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    sources masked), so that every threshold is in units of the local noise and the
    method works on linear, sky-subtracted and 0..255 data alike;
 2. the PSF measured on the image (:func:`pipeline.core.psf.measure_psf`);
-3. every source brighter than 4 sigma, brightest first and in three rounds, fitted with
-   that PSF (amplitude and position) on a local plane, the light of the scene under
+3. every source brighter than 4 sigma, brightest first and in three rounds, then the
+   fainter ones that a PSF-matched filter finds above 5 sigma away from the bright
+   stars, fitted with that PSF (amplitude and position) on a local plane, the light of the scene under
    it; a source that a wider profile fits much better (chi-square lower by 25) both
    over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width > 1.1
    x PSF), without the plane, is a galaxy and stays, while a star blended with a
@@ -54,6 +55,15 @@ __all__ = ["StarFit", "fit_and_subtract_stars", "saturation_level"]
 
 #: Detection threshold, in units of the local noise.
 DETECTION_SIGMAS = 4.0
+#: Fainter stars are found in a last round by a PSF-matched filter, at this
+#: signal-to-noise ratio: a star of FWHM 3 px with a peak of 2 noise sigmas reaches
+#: about 4.5.  Stretched frames put much of their star flux in such stars.
+MATCHED_SIGMAS = 5.0
+#: ... but not within this many FWHM of a star brighter than ``RESIDUE_MIN_SNR``
+#: noise sigmas, where what its model leaves (PSF mismatch, above all on stretched
+#: frames, whose bright stars are not Moffat profiles) would be taken for faint stars.
+FAINT_CLEARANCE = 3.0
+RESIDUE_MIN_SNR = 10.0
 #: A source is a galaxy when a profile wider than the PSF by ``GALAXY_WIDTH`` fits its
 #: window, and one wider by ``CORE_WIDTH`` its core, each with a chi-square lower by
 #: ``GALAXY_CHI2_GAIN``.
@@ -458,6 +468,34 @@ class _Fitter:
         self.model[stamp] += model
 
 
+def _faint_peaks(fitter: _Fitter, psf: PSFShape) -> np.ndarray:
+    """``(row, col)`` of the sources below ``DETECTION_SIGMAS`` at their peak pixel that
+    a PSF-matched filter finds above ``MATCHED_SIGMAS``, best first, clear of the
+    stars already subtracted (their models' reach and the surroundings of the bright
+    ones)."""
+    half = int(math.ceil(2 * psf.fwhm))
+    kernel = moffat_image((2 * half + 1,) * 2, half, half, 1.0, psf)
+    # Zero-sum, so that light smooth on the kernel's scale (nebulae, galaxy disks)
+    # adds nothing; unit norm, so that the filtered noise is that of the input.
+    kernel -= kernel.mean()
+    kernel /= np.sqrt(np.sum(kernel ** 2))
+    residual = (fitter.data - fitter.model) / fitter.rms
+    matched = ndimage.correlate(residual, kernel, mode="nearest")
+    peaks = peak_local_max(matched, min_distance=max(1, int(psf.fwhm // 2)),
+                           threshold_abs=MATCHED_SIGMAS, exclude_border=False)
+    rows, cols = peaks[:, 0], peaks[:, 1]
+    keep = ((residual[rows, cols] < DETECTION_SIGMAS) & fitter.finite[rows, cols]
+            & (fitter.model[rows, cols] <= MODEL_FLOOR * fitter.rms[rows, cols]))
+    stars = np.array(fitter.stars).reshape(-1, 3)
+    bright = stars[stars[:, 0] > RESIDUE_MIN_SNR * fitter.noise]
+    if bright.size and peaks.size:
+        distance = np.hypot(bright[:, 1][None] - rows[:, None],
+                            bright[:, 2][None] - cols[:, None]).min(axis=1)
+        keep &= distance > FAINT_CLEARANCE * psf.fwhm
+    peaks = peaks[keep]
+    return peaks[np.argsort(-matched[peaks[:, 0], peaks[:, 1]], kind="stable")]
+
+
 def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
                            saturation: float | None = None,
                            denoise: bool = True) -> StarFit:
@@ -532,6 +570,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         n_stars += added
         if added == 0:
             break
+
+    for row, col in _faint_peaks(fitter, psf):
+        n_stars += fitter.add(row, col) is True
 
     # Where the models would dig below the sky, they overshoot (SKY_FLOOR_SIGMAS).
     # The same test on local means, which sees a shallow overshoot spread over many
