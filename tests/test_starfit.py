@@ -195,3 +195,24 @@ def test_faint_stars_go_and_noise_is_not_taken_for_stars():
                         fit.centres[:, 0][:, None] - bright_at[:, 1]).min(axis=1)
     assert np.count_nonzero(distance < 1) == len(bright_at)
     assert np.count_nonzero(distance > 3) <= 5
+
+
+def test_bright_pairs_that_look_like_one_wide_source_go():
+    """Two bright stars 1.2 FWHM apart fit a profile wider than the PSF, in the core
+    too, much better than the PSF; two PSFs with a dip between them fit better still."""
+    image, truth, stars, galaxy = _scene(seed=5)
+    rng = np.random.default_rng(6)
+    pairs = np.zeros_like(image)
+    offset = 0.6 * PSF.fwhm
+    for x, y in ((70.0, 150.0), (180.0, 170.0), (140.0, 40.0), (40.0, 120.0),
+                 (220.0, 220.0)):
+        angle = rng.uniform(0, np.pi)
+        for sign in (-1, 1):
+            pairs += moffat_image(image.shape, x + sign * offset * np.cos(angle),
+                                  y + sign * offset * np.sin(angle),
+                                  400 * rng.uniform(0.8, 1.2), PSF)
+    fit = fit_and_subtract_stars(image + pairs)
+    # 99 % left when a wide source was always a galaxy.
+    assert star_flux_left(fit.starless, truth, pairs, threshold=5.0) < 0.4
+    galaxy_flux = np.sum(truth[galaxy] - 200.0)
+    assert np.sum(fit.starless[galaxy] - 200.0) == pytest.approx(galaxy_flux, rel=0.1)

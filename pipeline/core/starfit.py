@@ -14,7 +14,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    it; a source that a wider profile fits much better (chi-square lower by 25) both
    over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width > 1.1
    x PSF), without the plane, is a galaxy and stays, while a star blended with a
-   neighbour, wide only over the window, goes; a core that a profile narrower than
+   neighbour, wide only over the window, goes, and so do two stars that two PSFs fit
+   better, with a dip in the light between them; a core that a profile narrower than
    0.8 x PSF on its plane fits much better is no point source either (a galaxy's
    cusp, a cosmic ray) and stays; a source more elongated than the PSF (second-moment
    ellipticity in a one-FWHM Gaussian window, larger by 0.25) and fainter than
@@ -78,6 +79,10 @@ GALAXY_CHI2_GAIN = 25.0
 #: galaxy's own light falls off too little to tell.
 PEDESTAL_MIN_SNR = 10.0
 CENTRED_LIGHT = 0.25
+#: A source wider than the PSF is two stars if two PSFs fit it to within this
+#: chi-square per pixel and its light dips between them by ``PAIR_DIP`` noise sigmas.
+PAIR_MAX_CHI2 = 2.0
+PAIR_DIP = 2.0
 #: Nothing that went through the optics is narrower than the PSF: a core that a profile
 #: narrower by this factor fits much better (chi-square lower by ``GALAXY_CHI2_GAIN``)
 #: is the cusp of a galaxy (a Sersic nucleus not smoothed to the PSF) or a cosmic
@@ -317,10 +322,18 @@ class _Fitter:
                                                   * weights[usable])
                                        / (profile @ profile)), 1e-9),
                              x0, y0, pedestal, 0.0, 0.0, 1.0])
-            if (self._wider(model, inner, params) < CUSP_WIDTH
-                    or (self._wider(model, usable, flat, plane=False) > GALAXY_WIDTH
-                        and self._wider(model, inner, flat, plane=False) > CORE_WIDTH)):
+            if self._wider(model, inner, params)[0] < CUSP_WIDTH:
                 return False
+            window_width, window_chi2 = self._wider(model, usable, flat, plane=False)
+            if (window_width > GALAXY_WIDTH
+                    and self._wider(model, inner, flat, plane=False)[0] > CORE_WIDTH):
+                # Two stars closer than the window are as wide as a galaxy, but two.
+                pair = self._pair(model, usable, flat, window_chi2)
+                if pair is None:
+                    return False
+                for amplitude, x0, y0 in (pair[0:3], pair[3:6]):
+                    self._subtract(window, amplitude, x0, y0)
+                return True
         self._subtract(window, amplitude, x0, y0)
         return True
 
@@ -381,12 +394,11 @@ class _Fitter:
 
     @staticmethod
     def _wider(model: _WindowModel, pixels, params, plane=True):
-        """Best width (in PSF widths) over ``pixels``, or 1 if not significantly better."""
-        if pixels.sum() < 8:
-            return 1.0
-        psf_chi2 = np.sum(model.residuals(params, pixels) ** 2)
-        if psf_chi2 <= GALAXY_CHI2_GAIN:
-            return 1.0      # no other profile can lower the chi-square by more
+        """``(width, chi2)``: the best width (in PSF widths) over ``pixels`` and its
+        chi-square, or 1 and the PSF's if not significantly better."""
+        psf_chi2 = float(np.sum(model.residuals(params, pixels) ** 2))
+        if pixels.sum() < 8 or psf_chi2 <= GALAXY_CHI2_GAIN:
+            return 1.0, psf_chi2    # (too few pixels, or no profile can do better)
         # Amplitude, centre, the plane unless it is held at zero, and the width.
         free = [0, 1, 2, 3, 4, 5, 6] if plane else [0, 1, 2, 6]
         height, width = model.cut.shape
@@ -395,8 +407,42 @@ class _Fitter:
         upper = np.array([np.inf, width + 5.0, height + 5.0, np.inf, np.inf, np.inf,
                           _WindowModel.WIDTH_RANGE[1]])
         wide, residuals = model.fit(params, pixels, free, lower[free], upper[free])
-        gain = psf_chi2 - np.sum(residuals ** 2)
-        return float(wide[6]) if gain > GALAXY_CHI2_GAIN else 1.0
+        wide_chi2 = float(np.sum(residuals ** 2))
+        if psf_chi2 - wide_chi2 > GALAXY_CHI2_GAIN:
+            return float(wide[6]), wide_chi2
+        return 1.0, psf_chi2
+
+    def _pair(self, model: _WindowModel, usable, single, wide_chi2):
+        """Two PSF stars for a source wider than the PSF, or ``None``.
+
+        The second star starts where the data most exceed the best single star
+        ``single`` (parameters on the window's pedestal).  The pair is taken if it
+        fits better than the wide profile (``wide_chi2``) and to within
+        ``PAIR_MAX_CHI2`` per pixel, both centres lie in the window, and the light
+        dips between them by ``PAIR_DIP`` noise sigmas: an elongated galaxy, which
+        two stars side by side may fit as well, has its brightest light between them.
+        Returns ``(A1, x1, y1, A2, x2, y2)``.
+        """
+        first = single[0] * model.profile(single[1], single[2]) + single[3]
+        excess = np.where(usable, model.cut - first, -np.inf)
+        row, col = np.unravel_index(np.argmax(excess), excess.shape)
+        if excess[row, col] <= 0:
+            return None
+        start = np.array([*single[:3], excess[row, col], col, row, *single[3:]])
+        lower = np.array([0.0, -np.inf, -np.inf, 0.0, -np.inf, -np.inf])
+        fitted, residuals = model.fit(start, usable, range(6), lower, np.inf)
+        chi2 = float(np.sum(residuals ** 2))
+        height, width = model.cut.shape
+        xs, ys = fitted[[1, 4]], fitted[[2, 5]]
+        if (chi2 >= wide_chi2 or chi2 > PAIR_MAX_CHI2 * usable.sum()
+                or min(fitted[0], fitted[3]) <= 0
+                or not (np.all((xs > -0.5) & (xs < width - 0.5))
+                        and np.all((ys > -0.5) & (ys < height - 0.5)))):
+            return None
+        light = ndimage.map_coordinates(model.cut, [[*ys, ys.mean()], [*xs, xs.mean()]],
+                                        order=1, mode="nearest")
+        dip = (min(light[0], light[1]) - light[2]) * float(np.median(model.weights))
+        return fitted[:6] if dip > PAIR_DIP else None
 
     def _refit_blend(self, row, col):
         """Fit the peak at (row, col) together with the subtracted star nearest to it
