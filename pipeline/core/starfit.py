@@ -21,7 +21,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    ellipticity in a one-FWHM Gaussian window, larger by 0.25) and fainter than
    50 sigma is a piece of a streak and stays; saturated stars
    are fitted on their unclipped wings and their clipped cores filled from the
-   background map; each star's model is subtracted out to where it falls below 5 %
+   background map plus the light just around them (peaks on a clipped rim are
+   no new stars); each star's model is subtracted out to where it falls below 5 %
    of the noise, nowhere deeper than 3 sigma below the background map, and scaled
    down where its local mean exceeds that of the data by more than 3 sigma of that
    mean (PSF wings broader than the stars', as on stretched data);
@@ -102,6 +103,8 @@ STREAK_ELONGATION = 0.25
 STREAK_MAX_SNR = 50.0
 #: A star's model is subtracted out to where it falls below this fraction of the noise.
 MODEL_FLOOR = 0.05
+#: A clipped core is filled with the light of a ring this many pixels wide around it.
+CORE_RING = 3
 #: Plateaus of pixels at or above this fraction of the frame's maximum are saturated.
 SATURATION_FRACTION = 0.98
 _ROUNDS = 3
@@ -119,8 +122,9 @@ class StarFit:
     Attributes
     ----------
     starless : ndarray
-        The input minus the fitted stars, saturated cores filled from the background,
-        denoised (unless asked not to); NaN where the input is not finite.
+        The input minus the fitted stars, saturated cores filled from the background
+        and the light around them, denoised (unless asked not to); NaN where the
+        input is not finite.
     stars : ndarray
         ``input - starless`` (NaN where the input is not finite).
     model : ndarray
@@ -239,6 +243,7 @@ class _Fitter:
     def __init__(self, data, rms, saturated, finite, psf):
         self.data, self.rms, self.saturated, self.psf = data, rms, saturated, psf
         self.finite = finite
+        self.clipped = ndimage.binary_dilation(saturated, iterations=2)
         self.model = np.zeros_like(data)
         self.stars = []         # (amplitude, row, column) of each subtracted star
         self.core = max(2, math.ceil(1.2 * psf.fwhm))
@@ -267,10 +272,9 @@ class _Fitter:
             return True
         window = self._window(row, col, self.core * (4 if saturated else 1))
         cut = self.data[window] - self.model[window]
-        usable = self.finite[window].copy()
+        # Clipped pixels and their neighbours say nothing of any source's light.
+        usable = self.finite[window] & ~self.clipped[window]
         if saturated:
-            clipped = ndimage.binary_dilation(self.saturated[window], iterations=2)
-            usable &= ~clipped
             labels, _ = ndimage.label(self.saturated[window])
             light = labels == labels[row - window[0].start, col - window[1].start]
         else:
@@ -301,6 +305,13 @@ class _Fitter:
         if fitted[0] > 0 and abs(fitted[1] - x0) < 2 and abs(fitted[2] - y0) < 2:
             params = fitted
             amplitude, x0, y0 = params[:3]
+        centre = np.clip(np.round([window[0].start + y0, window[1].start + x0]),
+                         0, np.array(self.data.shape) - 1).astype(int)
+        if not saturated and self.clipped[centre[0], centre[1]]:
+            # A peak on a clipped core's rim (what a saturated star's fit leaves
+            # there) whose centre falls on unusable pixels: nothing bounds its
+            # amplitude, which may come out at thousands of sigma.
+            return None
         faint = amplitude <= STREAK_MAX_SNR * float(np.median(self.rms[window]))
         if not saturated and faint and self._elongation(cut, usable, amplitude, x0, y0) \
                 > STREAK_ELONGATION:
@@ -514,6 +525,21 @@ class _Fitter:
         self.model[stamp] += model
 
 
+def _fill_clipped_cores(starless, holes, background, finite):
+    """Fill each clipped core (in place) with the background map plus the median
+    light above it in a ring just outside the core: a saturated star in front of a
+    nebula or galaxy hides that light too, and the data say nothing of it inside."""
+    labels, _ = ndimage.label(holes)
+    ring = ndimage.binary_dilation(holes, iterations=CORE_RING) & ~holes & finite
+    above = starless - background
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        grown = tuple(slice(max(s.start - CORE_RING, 0), s.stop + CORE_RING) for s in box)
+        core = labels[grown] == index
+        around = ring[grown] & ndimage.binary_dilation(core, iterations=CORE_RING)
+        level = float(np.median(above[grown][around])) if around.any() else 0.0
+        starless[grown][core] = background[grown][core] + max(level, 0.0)
+
+
 def _faint_peaks(fitter: _Fitter, psf: PSFShape) -> np.ndarray:
     """``(row, col)`` of the sources below ``DETECTION_SIGMAS`` at their peak pixel that
     a PSF-matched filter finds above ``MATCHED_SIGMAS``, best first, clear of the
@@ -636,8 +662,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     floor = background - SKY_FLOOR_SIGMAS * rms
     model = np.minimum(fitter.model * scale, np.maximum(data - floor, 0.0))
     starless = data - model
-    holes = ndimage.binary_dilation(saturated, iterations=2)
-    starless[holes] = background[holes]
+    _fill_clipped_cores(starless, fitter.clipped, background, finite)
     if denoise:
         normalised = (starless - background) / rms
         starless = background + rms * denoise_nl_means(
