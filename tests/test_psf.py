@@ -127,3 +127,20 @@ def test_bright_stars_on_nebula_knots_do_not_bias_the_shape():
     assert psf.fwhm == pytest.approx(true.fwhm, rel=0.02)
     assert psf.beta == pytest.approx(true.beta, rel=0.05)
     assert psf.ellipticity == pytest.approx(true.ellipticity, abs=0.02)
+
+
+def test_a_psf_rests_on_several_sources_when_the_strict_rule_finds_few():
+    """Two sources above 10 sigma and eight of 6-9 sigma: the median of two would be
+    as noisy as each fit, so the looser rule that admits all ten is used."""
+    true = PSFShape(fwhm=3.5, beta=3.0, ellipticity=0.1, angle=0.5, n_stars=0)
+    rng = np.random.default_rng(3)
+    image = np.full((256, 256), 50.0)
+    centres = [(x, y) for x in (30, 80, 130, 180, 226) for y in (40, 200)]
+    for index, (x, y) in enumerate(centres):
+        snr = 14.0 if index < 2 else rng.uniform(6, 9)
+        image += moffat_image(image.shape, x + rng.uniform(-0.5, 0.5),
+                              y + rng.uniform(-0.5, 0.5), snr * 4.0, true)
+    image += rng.normal(0, 4.0, image.shape)
+    psf = measure_psf(image)
+    assert psf.n_stars >= 8
+    assert psf.fwhm == pytest.approx(true.fwhm, rel=0.1)

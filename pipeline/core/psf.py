@@ -42,12 +42,14 @@ _HALF = 10
 #: extrapolated wings would be subtracted far beyond the star's light.
 MIN_BETA = 1.5
 
-#: Which sources are fitted, tried in turn until one passes: a neighbouring peak in or
-#: just outside the cutout brighter than the fraction of the candidate's disqualifies
-#: it, and so does a peak fainter than the signal-to-noise ratio.  Small or stretched
-#: frames may have no isolated bright star, and then a biased or noisier measurement
-#: that the median over sources absorbs is better than no PSF at all.
+#: Which sources are fitted, tried in turn until one gives ``MIN_PSF_SOURCES`` (else
+#: the last, the loosest, is used): a neighbouring peak in or just outside the cutout
+#: brighter than the fraction of the candidate's disqualifies it, and so does a peak
+#: fainter than the signal-to-noise ratio.  Small or stretched frames may have few
+#: isolated bright stars, and then a biased or noisier measurement that the median
+#: over more sources absorbs is better than the median of two or three.
 _CANDIDATE_RULES = ((0.02, 10.0), (0.2, 10.0), (0.2, 5.0))
+MIN_PSF_SOURCES = 5
 
 
 @dataclass(frozen=True)
@@ -177,9 +179,10 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     Notes
     -----
     Candidates are local maxima at least 10 noise sigmas above the
-    sky, with no neighbour peak above 2 % of theirs (20 % if no source is that
-    isolated, as on small crowded frames; then 5 sigma if no source is that bright,
-    as on stretched frames whose bright stars are all clipped) within 3 pixels of
+    sky, with no neighbour peak above 2 % of theirs (20 % if fewer than
+    ``MIN_PSF_SOURCES`` are that isolated, as on small crowded frames; then 5 sigma
+    if fewer are that bright, as on stretched frames whose bright stars are all
+    clipped) within 3 pixels of
     their ``21 x 21`` cutout, no masked pixel in it, and a peak below 98 % of the
     frame's largest value (where saturated stars are clipped).  A free fit with a
     power index below ``MIN_BETA`` is fitted again at ``MIN_BETA``.  Galaxies among
@@ -212,7 +215,7 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     for neighbour_fraction, min_snr in _CANDIDATE_RULES:
         shapes = _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
                                  neighbour_fraction, min_snr)
-        if shapes:
+        if len(shapes) >= MIN_PSF_SOURCES:
             break
     if not shapes:
         raise ValueError("no bright (> 5 sigma), isolated, unsaturated source to measure "
