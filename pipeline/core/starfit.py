@@ -30,7 +30,7 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    since the starless scene is smooth where the stars were.
 
 The loop over stars is Python, but each fit is compiled
-(:mod:`pipeline.core.profile_fit`): about 2-3 s for a 512 x 512 frame with 450-800
+(:mod:`pipeline.core.profile_fit`): about 2-4 s for a 512 x 512 frame with 450-800
 stars, far slower per pixel than the diffusion.  It runs on NumPy arrays only; the
 tiled run is :mod:`pipeline.tiling.fitted`.
 """
