@@ -237,3 +237,19 @@ def test_saturated_stars_on_a_nebula_leave_no_holes():
     for x, y in spots:
         # -10.8 to -13.2 noise sigmas (5) when cores were filled from the sky map.
         assert np.mean(error[np.hypot(xx - x, yy - y) < 12]) > -7 * 5.0
+
+
+def test_photon_noise_of_subtracted_stars_is_denoised_too():
+    """On linear data a bright star's pixels carry its photon noise, far above the
+    sky's; denoised in units of the sky's noise alone, it would stay."""
+    rng = np.random.default_rng(9)
+    shape = (256, 256)
+    stars = sum(moffat_image(shape, x, y, rng.uniform(1500, 15000), PSF)
+                for x, y in rng.uniform(8, 248, (50, 2)))
+    truth = np.full(shape, 1000.0)
+    image = rng.poisson(truth + stars).astype(float) + rng.normal(0, 5, shape)
+    fit = fit_and_subtract_stars(image)
+    sigma = np.sqrt(1000.0 + 5.0 ** 2)
+    fitted = fit.model > 5 * sigma
+    # 0.63 sigma with the sky's noise map alone.
+    assert np.sqrt(np.mean((fit.starless - truth)[fitted] ** 2)) < 0.35 * sigma

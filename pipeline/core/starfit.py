@@ -27,7 +27,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    down where its local mean exceeds that of the data by more than 3 sigma of that
    mean (PSF wings broader than the stars', as on stretched data);
 4. the star-subtracted image denoised with non-local means in units of the noise map,
-   since the starless scene is smooth where the stars were.
+   with the subtracted stars' photon noise added (measured on their residuals), since
+   the starless scene is smooth where the stars were.
 
 The loop over stars is Python, but each fit is compiled
 (:mod:`pipeline.core.profile_fit`): about 2-4 s for a 512 x 512 frame with 450-800
@@ -66,6 +67,12 @@ MATCHED_SIGMAS = 5.0
 #: frames, whose bright stars are not Moffat profiles) would be taken for faint stars.
 FAINT_CLEARANCE = 3.0
 RESIDUE_MIN_SNR = 10.0
+#: The photon noise of the subtracted stars is measured on the pixels where their model
+#: exceeds this many noise sigmas.
+PHOTON_NOISE_MIN_SNR = 5.0
+#: Median of a chi-square variable with one degree of freedom: the median of the squared
+#: residuals is this fraction of their variance.
+_CHI2_1_MEDIAN = 0.4549
 #: A source is a galaxy when a profile wider than the PSF by ``GALAXY_WIDTH`` fits its
 #: window, and one wider by ``CORE_WIDTH`` its core, each with a chi-square lower by
 #: ``GALAXY_CHI2_GAIN``.
@@ -540,6 +547,24 @@ def _fill_clipped_cores(starless, holes, background, finite):
         starless[grown][core] = background[grown][core] + max(level, 0.0)
 
 
+def _with_star_photon_noise(residual, rms, model, usable):
+    """The noise map with the photon noise of the subtracted stars added.
+
+    On linear data a star's pixels carry its photon noise, ``model / gain`` in
+    variance, which the sky's noise map does not know; the denoising would leave it.
+    The factor is measured on the residual where the models are bright (the median of
+    ``(residual^2 / 0.4549 - rms^2) / model``), so that no gain is needed; on stretched
+    data, whose stretch compresses the noise of bright pixels, it comes out at 0.
+    """
+    bright = usable & (model > PHOTON_NOISE_MIN_SNR * rms)
+    if np.count_nonzero(bright) < 50:
+        return rms
+    excess = ((residual[bright] ** 2 / _CHI2_1_MEDIAN - rms[bright] ** 2)
+              / model[bright])
+    per_model_unit = max(float(np.median(excess)), 0.0)
+    return np.sqrt(rms ** 2 + per_model_unit * model)
+
+
 def _faint_peaks(fitter: _Fitter, psf: PSFShape) -> np.ndarray:
     """``(row, col)`` of the sources below ``DETECTION_SIGMAS`` at their peak pixel that
     a PSF-matched filter finds above ``MATCHED_SIGMAS``, best first, clear of the
@@ -664,6 +689,8 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     starless = data - model
     _fill_clipped_cores(starless, fitter.clipped, background, finite)
     if denoise:
+        rms = _with_star_photon_noise(starless - background, rms, model,
+                                      finite & ~fitter.clipped)
         normalised = (starless - background) / rms
         starless = background + rms * denoise_nl_means(
             normalised, h=0.6, sigma=1.0, patch_size=5, patch_distance=6, fast_mode=True)
