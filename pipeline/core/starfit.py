@@ -10,8 +10,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
 2. the PSF measured on the image (:func:`pipeline.core.psf.measure_psf`);
 3. every source brighter than 4 sigma, brightest first and in three rounds, then the
    fainter ones that a PSF-matched filter finds above 5 sigma away from the bright
-   stars, fitted with that PSF (amplitude and position) on a local plane, the light of the scene under
-   it; a source that a wider profile fits much better (chi-square lower by 25) both
+   stars, fitted with that PSF (amplitude and position) on a local plane, the light
+   of the scene under it; a source that a wider profile fits much better (chi-square lower by 25) both
    over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width > 1.1
    x PSF), without the plane, is a galaxy and stays, while a star blended with a
    neighbour, wide only over the window, goes, and so do two stars that two PSFs fit
@@ -319,7 +319,8 @@ class _Fitter:
             # there) whose centre falls on unusable pixels: nothing bounds its
             # amplitude, which may come out at thousands of sigma.
             return None
-        faint = amplitude <= STREAK_MAX_SNR * float(np.median(self.rms[window]))
+        local_noise = float(np.median(self.rms[window]))
+        faint = amplitude <= STREAK_MAX_SNR * local_noise
         if not saturated and faint and self._elongation(cut, usable, amplitude, x0, y0) \
                 > STREAK_ELONGATION:
             return False
@@ -333,7 +334,7 @@ class _Fitter:
             # that makes a galaxy a galaxy, but on the level of a nebula or disk that a
             # bright source sits in front of (:meth:`_pedestal`); a core narrower
             # than the PSF (CUSP_WIDTH) on its plane, a nucleus against its own galaxy.
-            bright = amplitude > PEDESTAL_MIN_SNR * float(np.median(self.rms[window]))
+            bright = amplitude > PEDESTAL_MIN_SNR * local_noise
             pedestal = self._pedestal(row, col) if bright else 0.0
             profile = model.profile(x0, y0)[usable] * weights[usable]
             flat = np.array([max(float(profile @ ((cut[usable] - pedestal)
@@ -537,12 +538,12 @@ def _fill_clipped_cores(starless, holes, background, finite):
     light above it in a ring just outside the core: a saturated star in front of a
     nebula or galaxy hides that light too, and the data say nothing of it inside."""
     labels, _ = ndimage.label(holes)
-    ring = ndimage.binary_dilation(holes, iterations=CORE_RING) & ~holes & finite
     above = starless - background
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         grown = tuple(slice(max(s.start - CORE_RING, 0), s.stop + CORE_RING) for s in box)
         core = labels[grown] == index
-        around = ring[grown] & ndimage.binary_dilation(core, iterations=CORE_RING)
+        around = (ndimage.binary_dilation(core, iterations=CORE_RING) & ~holes[grown]
+                  & finite[grown])
         level = float(np.median(above[grown][around])) if around.any() else 0.0
         starless[grown][core] = background[grown][core] + max(level, 0.0)
 
@@ -639,10 +640,11 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     if saturation is None:
         saturation = saturation_level(data)
     saturated = _saturated(data, finite, real_number(saturation, "saturation"))
-    floor = noise_floor(image)
-    background, rms = _background_maps(data, floor, mask=~finite)
+    rms_floor = noise_floor(image)
+    background, rms = _background_maps(data, rms_floor, mask=~finite)
     sources = ndimage.binary_dilation((data - background) / rms > 3.0, iterations=2)
-    background, rms = _background_maps(data, floor, mask=sources | saturated | ~finite)
+    background, rms = _background_maps(data, rms_floor,
+                                       mask=sources | saturated | ~finite)
 
     fitter = _Fitter(data - background, rms, saturated, finite, psf)
     n_stars = n_extended = 0
