@@ -13,8 +13,10 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    stars, fitted with that PSF (amplitude and position) on a local plane, the light
    of the scene under it; a source that a wider profile fits much better (chi-square lower by 25) both
    over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width > 1.1
-   x PSF), without the plane, is a galaxy and stays, while a star blended with a
-   neighbour, wide only over the window, goes, and so do two stars that two PSFs fit
+   x PSF), without the plane, is a galaxy and stays (unless the PSF on its plane
+   fits the core well, and better still: a star in front of a galaxy's inner
+   light), while a star blended with a neighbour, wide only over the window, goes,
+   and so do two stars that two PSFs fit
    better, with a dip in the light between them; a core that a profile narrower than
    0.8 x PSF on its plane fits much better is no point source either (a galaxy's
    cusp, a cosmic ray) and stays; a source more elongated than the PSF (second-moment
@@ -87,6 +89,14 @@ GALAXY_CHI2_GAIN = 25.0
 #: galaxy's own light falls off too little to tell.
 PEDESTAL_MIN_SNR = 10.0
 CENTRED_LIGHT = 0.25
+#: A source that looks wider than the PSF without the plane is still a star when the
+#: PSF on its plane fits its core to within ``ON_PLANE_MAX_CHI2`` per pixel, with a
+#: chi-square lower than the wider profile's by ``ON_PLANE_CHI2_GAIN``: a star in front
+#: of a galaxy's inner light, which makes it look as wide as the galaxy.  (The plane
+#: has three free parameters to the wider profile's one; 10 is beyond what three
+#: parameters gain on noise, chi-square with 3 degrees of freedom, p = 0.02.)
+ON_PLANE_MAX_CHI2 = 1.5
+ON_PLANE_CHI2_GAIN = 10.0
 #: A source wider than the PSF is two stars if two PSFs fit it to within this
 #: chi-square per pixel and its light dips between them by ``PAIR_DIP`` noise sigmas.
 PAIR_MAX_CHI2 = 2.0
@@ -341,11 +351,18 @@ class _Fitter:
                                                   * weights[usable])
                                        / (profile @ profile)), 1e-9),
                              x0, y0, pedestal, 0.0, 0.0, 1.0])
-            if self._wider(model, inner, params)[0] < CUSP_WIDTH:
+            plane_width, _ = self._wider(model, inner, params)
+            if plane_width < CUSP_WIDTH:
                 return False
             window_width, window_chi2 = self._wider(model, usable, flat, plane=False)
-            if (window_width > GALAXY_WIDTH
-                    and self._wider(model, inner, flat, plane=False)[0] > CORE_WIDTH):
+            core_width, core_chi2 = (self._wider(model, inner, flat, plane=False)
+                                     if window_width > GALAXY_WIDTH else (1.0, 0.0))
+            on_plane_chi2 = float(np.sum(model.residuals(params, inner) ** 2))
+            # ... unless the PSF on its plane fits the core well, and better than
+            # the wider profile: a star in front of a galaxy's smooth inner light.
+            star_on_plane = (on_plane_chi2 <= ON_PLANE_MAX_CHI2 * inner.sum()
+                             and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
+            if core_width > CORE_WIDTH and (not star_on_plane or plane_width > CORE_WIDTH):
                 # Two stars closer than the window are as wide as a galaxy, but two.
                 pair = self._pair(model, usable, flat, window_chi2)
                 if pair is None:
