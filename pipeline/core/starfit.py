@@ -124,6 +124,9 @@ MODEL_FLOOR = 0.05
 CORE_RING = 3
 #: Plateaus of pixels at or above this fraction of the frame's maximum are saturated.
 SATURATION_FRACTION = 0.98
+#: ... and so are two such pixels within this relative difference, which leaves room
+#: for a sky map subtracted after the clipping (sky-subtracted frames).
+FLAT_TOLERANCE = 1e-4
 _ROUNDS = 3
 _NO_JACOBIAN = np.empty((0, N_PARAMS))
 #: Iterations and relative cost decrease at which a profile fit stops.
@@ -178,15 +181,23 @@ def saturation_level(image) -> float:
 
 
 def _saturated(data, finite, level):
-    """Clipped pixels: connected plateaus of at least 3 pixels at or above ``level``.
+    """Clipped pixels: connected plateaus of at least 3 pixels at or above ``level``,
+    or of 2 at the same value (to ``FLAT_TOLERANCE``).
 
     An unsaturated star has one or two pixels within a few per cent of its peak; a
-    star clipped at the full well (or at 255) has a flat top of many.
+    star clipped at the full well (or at 255) has a flat top of several.
     """
     near_max = finite & (data >= level)
     labels, count = ndimage.label(near_max)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    plateau = sizes >= 3
+    index = np.arange(1, count + 1)
+    flat = np.zeros(count + 1, bool)
+    flat[1:] = np.isclose(ndimage.maximum(data, labels, index),
+                          ndimage.minimum(data, labels, index),
+                          rtol=FLAT_TOLERANCE, atol=0)
+    # Two pixels at the same level are clipped too (a sharp star's core clipped on
+    # two pixels): an unclipped pair of pixels differs by its noise and its shape.
+    plateau = (sizes >= 3) | ((sizes == 2) & flat)
     plateau[0] = False
     return plateau[labels]
 
@@ -624,8 +635,8 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     psf : PSFShape, optional
         The PSF; by default measured on ``image`` (:func:`measure_psf`).
     saturation : float, optional
-        Plateaus of 3 or more pixels at or above this level are saturated; by default
-        :func:`saturation_level` of ``image``.  A tile of a larger frame passes the
+        Plateaus of 3 or more pixels at or above this level (or of 2 at the same
+        value) are saturated; by default :func:`saturation_level` of ``image``.  A tile of a larger frame passes the
         frame's, since its own maximum may be that of an unsaturated star.
     denoise : bool, optional
         Denoise the star-subtracted image (non-local means in units of the noise map).
