@@ -299,3 +299,24 @@ def test_a_sharp_star_clipped_on_two_pixels_is_saturated():
     # 215 sigma off before two-pixel plateaus counted as clipped; 13 sigma now, at
     # the clipped core's rim (the fit on the wings alone is 6 % low).
     assert np.max(np.abs(fit.starless[core] - truth[core])) < 20 * 5.0
+
+
+def test_a_clipped_galaxy_stays_and_clipped_stars_go():
+    """On a stretched frame the brightest galaxies reach the white level as the
+    brightest stars do; the PSF fits a clipped star's wings, not a galaxy's light."""
+    image, truth, stars, _ = _scene(seed=19, sky=50.0)
+    yy, xx = np.mgrid[0:256, 0:256]
+    galaxy = 400.0 * np.exp(-((xx - 128) ** 2 + (yy - 128) ** 2) / (2 * 9.0 ** 2))
+    rng = np.random.default_rng(20)
+    clipped_stars = sum(moffat_image(image.shape, x, y, rng.uniform(1000, 3000), PSF)
+                        for x, y in rng.uniform(20, 236, (5, 2)))
+    observed = np.minimum(image + galaxy + clipped_stars, 255.0)
+    truth = np.minimum(truth + galaxy, 255.0)
+    assert np.count_nonzero(truth == 255.0) > 50
+    fit = fit_and_subtract_stars(observed)
+    core = galaxy > 100.0
+    # (39 % of the core's light was left when it was filled like a star's.)
+    assert np.sum(fit.starless[core] - 50.0) \
+        == pytest.approx(np.sum(truth[core] - 50.0), rel=0.05)
+    observed_stars = np.minimum(truth + stars + clipped_stars, 255.0) - truth
+    assert abs(star_flux_left(fit.starless, truth, observed_stars, threshold=5.0)) < 0.1

@@ -22,7 +22,9 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    cusp, a cosmic ray) and stays; a source more elongated than the PSF (second-moment
    ellipticity in a one-FWHM Gaussian window, larger by 0.25) and fainter than
    50 sigma is a piece of a streak and stays; saturated stars
-   are fitted on their unclipped wings and their clipped cores filled from the
+   are fitted on their unclipped wings (a clipped source whose unclipped light a
+   wider profile fits twice as well as the PSF is a galaxy, and stays whole),
+   and their clipped cores filled from the
    background map plus the light just around them (peaks on a clipped rim are
    no new stars); each star's model is subtracted out to where it falls below 5 %
    of the noise, nowhere deeper than 3 sigma below the background map, and scaled
@@ -101,6 +103,11 @@ ON_PLANE_CHI2_GAIN = 10.0
 #: chi-square per pixel and its light dips between them by ``PAIR_DIP`` noise sigmas.
 PAIR_MAX_CHI2 = 2.0
 PAIR_DIP = 2.0
+#: A clipped source is a galaxy when the PSF fits its unclipped light to worse than
+#: this chi-square per pixel and a wider profile (``GALAXY_WIDTH``) this many times
+#: better; a clipped star's wings are the PSF's.
+CLIPPED_GALAXY_CHI2 = 1.2
+CLIPPED_GALAXY_GAIN = 2.0
 #: Nothing that went through the optics is narrower than the PSF: a core that a profile
 #: narrower by this factor fits much better (chi-square lower by ``GALAXY_CHI2_GAIN``)
 #: is the cusp of a galaxy (a Sersic nucleus not smoothed to the PSF) or a cosmic
@@ -272,6 +279,7 @@ class _Fitter:
         self.data, self.rms, self.saturated, self.psf = data, rms, saturated, psf
         self.finite = finite
         self.clipped = ndimage.binary_dilation(saturated, iterations=2)
+        self.extended_cores = np.zeros_like(saturated)   # clipped, but no star
         self.model = np.zeros_like(data)
         self.stars = []         # (amplitude, row, column) of each subtracted star
         self.core = max(2, math.ceil(1.2 * psf.fwhm))
@@ -340,6 +348,9 @@ class _Fitter:
             # there) whose centre falls on unusable pixels: nothing bounds its
             # amplitude, which may come out at thousands of sigma.
             return None
+        if saturated and self._clipped_galaxy(model, usable, params):
+            self.extended_cores[window] |= light & self.saturated[window]
+            return False
         local_noise = float(np.median(self.rms[window]))
         faint = amplitude <= STREAK_MAX_SNR * local_noise
         if not saturated and faint and self._elongation(cut, usable, amplitude, x0, y0) \
@@ -383,6 +394,17 @@ class _Fitter:
                 return True
         self._subtract(window, amplitude, x0, y0)
         return True
+
+    @staticmethod
+    def _clipped_galaxy(model: _WindowModel, usable, params):
+        """Whether a clipped source is a galaxy (on stretched frames, bright galaxies
+        reach the white level): the PSF fits its unclipped light badly
+        (``CLIPPED_GALAXY_CHI2`` per pixel), and a profile wider by ``GALAXY_WIDTH``
+        at least ``CLIPPED_GALAXY_GAIN`` times better."""
+        psf_chi2 = float(np.sum(model.residuals(params, usable) ** 2))
+        width, wide_chi2 = _Fitter._wider(model, usable, params)
+        return (width > GALAXY_WIDTH and psf_chi2 > CLIPPED_GALAXY_CHI2 * usable.sum()
+                and psf_chi2 > CLIPPED_GALAXY_GAIN * wide_chi2)
 
     def _ring_level(self, row, col, inner, outer):
         """Median light in a square ring ``inner < max(|dy|, |dx|) <= outer`` around
@@ -717,7 +739,8 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     floor = background - SKY_FLOOR_SIGMAS * rms
     model = np.minimum(fitter.model * scale, np.maximum(data - floor, 0.0))
     starless = data - model
-    _fill_clipped_cores(starless, fitter.clipped, background, finite)
+    extended = ndimage.binary_dilation(fitter.extended_cores, iterations=2)
+    _fill_clipped_cores(starless, fitter.clipped & ~extended, background, finite)
     if denoise:
         rms = _with_star_photon_noise(starless - background, rms, model,
                                       finite & ~fitter.clipped)
