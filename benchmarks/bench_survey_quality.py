@@ -35,6 +35,7 @@ PASS/FAIL for each.  ``--output`` gets PNG panels of two frames and of real imag
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -507,12 +508,16 @@ def main(argv=None) -> int:
                     help="folder for the PNG panels")
     ap.add_argument("--no-png", action="store_true", help="no pictures at all")
     ap.add_argument("--no-real", action="store_true", help="skip the real-image panels")
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="add this to every frame's seed: the same scenes' settings "
+                         "with other stars, galaxies and noise (held-out frames)")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
     specs = QUICK_SPECS if args.quick else FRAME_SPECS
     if args.frames:
         specs = [s for s in specs if s.name in args.frames]
+    specs = [dataclasses.replace(s, seed=s.seed + args.seed_offset) for s in specs]
     print(f"destar {pipeline.__version__}; presets {sorted(PRESETS)}; default "
           f"{pipeline.DEFAULT_PRESET!r}; load {os.getloadavg()[0]:.2f}; "
           f"{len(specs)} frame(s)")
