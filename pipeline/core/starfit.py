@@ -19,7 +19,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    and so do two stars that two PSFs fit
    better, with a dip in the light between them; a core that a profile narrower than
    0.8 x PSF on its plane fits much better is no point source either (a galaxy's
-   cusp, a cosmic ray) and stays; a source more elongated than the PSF (second-moment
+   cusp, a cosmic ray) and stays, unless two PSFs fit it well (two stars closer
+   than the PSF resolves, no dip between them); a source more elongated than the PSF (second-moment
    ellipticity in a one-FWHM Gaussian window, larger by 0.25) and fainter than
    50 sigma is a piece of a streak and stays; saturated stars
    are fitted on their unclipped wings (a clipped source whose unclipped light a
@@ -375,7 +376,11 @@ class _Fitter:
                              x0, y0, pedestal, 0.0, 0.0, 1.0])
             plane_width, _ = self._wider(model, inner, params)
             if plane_width < CUSP_WIDTH:
-                return False
+                # ... or two stars closer than the PSF resolves, which two PSFs fit
+                # well, without a dip between them, where no single width does.
+                narrow_chi2 = self._wider(model, usable, params)[1]
+                return self._split(window,
+                                   self._pair(model, usable, flat, narrow_chi2, dip=False))
             window_width, window_chi2 = self._wider(model, usable, flat, plane=False)
             core_width, core_chi2 = (self._wider(model, inner, flat, plane=False)
                                      if window_width > GALAXY_WIDTH else (1.0, 0.0))
@@ -386,13 +391,17 @@ class _Fitter:
                              and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
             if core_width > CORE_WIDTH and (not star_on_plane or plane_width > CORE_WIDTH):
                 # Two stars closer than the window are as wide as a galaxy, but two.
-                pair = self._pair(model, usable, flat, window_chi2)
-                if pair is None:
-                    return False
-                for amplitude, x0, y0 in (pair[0:3], pair[3:6]):
-                    self._subtract(window, amplitude, x0, y0)
-                return True
+                return self._split(window, self._pair(model, usable, flat, window_chi2))
         self._subtract(window, amplitude, x0, y0)
+        return True
+
+    def _split(self, window, pair):
+        """Subtract the two stars of ``pair`` (from :meth:`_pair`) and return ``True``;
+        ``False`` (the source stays) if there is no pair."""
+        if pair is None:
+            return False
+        for amplitude, x0, y0 in (pair[0:3], pair[3:6]):
+            self._subtract(window, amplitude, x0, y0)
         return True
 
     @staticmethod
@@ -481,15 +490,17 @@ class _Fitter:
             return float(wide[6]), wide_chi2
         return 1.0, psf_chi2
 
-    def _pair(self, model: _WindowModel, usable, single, wide_chi2):
-        """Two PSF stars for a source wider than the PSF, or ``None``.
+    def _pair(self, model: _WindowModel, usable, single, wide_chi2, *, dip=True):
+        """Two PSF stars for a source wider (or narrower) than the PSF, or ``None``.
 
         The second star starts where the data most exceed the best single star
         ``single`` (parameters on the window's pedestal).  The pair is taken if it
-        fits better than the wide profile (``wide_chi2``) and to within
-        ``PAIR_MAX_CHI2`` per pixel, both centres lie in the window, and the light
-        dips between them by ``PAIR_DIP`` noise sigmas: an elongated galaxy, which
-        two stars side by side may fit as well, has its brightest light between them.
+        fits better than the best single profile (``wide_chi2``) and to within
+        ``PAIR_MAX_CHI2`` per pixel, both centres lie in the window, and (with
+        ``dip``) the light dips between them by ``PAIR_DIP`` noise sigmas: an
+        elongated galaxy, which two stars side by side may fit as well, has its
+        brightest light between them.  A cusp has no such shape to share with a
+        pair, and a pair closer than the PSF resolves has no dip.
         Returns ``(A1, x1, y1, A2, x2, y2)``.
         """
         first = single[0] * model.profile(single[1], single[2]) + single[3]
@@ -508,10 +519,12 @@ class _Fitter:
                 or not (np.all((xs > -0.5) & (xs < width - 0.5))
                         and np.all((ys > -0.5) & (ys < height - 0.5)))):
             return None
+        if not dip:
+            return fitted[:6]
         light = ndimage.map_coordinates(model.cut, [[*ys, ys.mean()], [*xs, xs.mean()]],
                                         order=1, mode="nearest")
-        dip = (min(light[0], light[1]) - light[2]) * float(np.median(model.weights))
-        return fitted[:6] if dip > PAIR_DIP else None
+        depth = (min(light[0], light[1]) - light[2]) * float(np.median(model.weights))
+        return fitted[:6] if depth > PAIR_DIP else None
 
     def _refit_blend(self, row, col):
         """Fit the peak at (row, col) together with the subtracted star nearest to it
