@@ -11,26 +11,30 @@ stars on linear data.  This module takes the route the survey issue asks for ins
 3. every source brighter than 4 sigma, brightest first and in three rounds, then the
    fainter ones that a PSF-matched filter finds above 5 sigma away from the bright
    stars, fitted with that PSF (amplitude and position) on a local plane, the light
-   of the scene under it; a source that a wider profile fits much better (chi-square lower by 25) both
-   over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width > 1.1
-   x PSF), without the plane, is a galaxy and stays (unless the PSF on its plane
-   fits the core well, and better still: a star in front of a galaxy's inner
-   light), while a star blended with a neighbour, wide only over the window, goes,
-   and so do two stars that two PSFs fit
-   better, with a dip in the light between them; a core that a profile narrower than
-   0.8 x PSF on its plane fits much better is no point source either (a galaxy's
-   cusp, a cosmic ray) and stays, unless two PSFs fit it well (two stars closer
-   than the PSF resolves, no dip between them); a source more elongated than the PSF (second-moment
-   ellipticity in a one-FWHM Gaussian window, larger by 0.25) and fainter than
-   50 sigma is a piece of a streak and stays; saturated stars
-   are fitted on their unclipped wings (a clipped source whose unclipped light a
-   wider profile fits twice as well as the PSF is a galaxy, and stays whole),
-   and their clipped cores filled from the
-   background map plus the light just around them (peaks on a clipped rim are
-   no new stars); each star's model is subtracted out to where it falls below 5 %
-   of the noise, nowhere deeper than 3 sigma below the background map, and scaled
-   down where its local mean exceeds that of the data by more than 3 sigma of that
-   mean (PSF wings broader than the stars', as on stretched data);
+   of the scene under it:
+
+   - a source that a wider profile fits much better (chi-square lower by 25) both
+     over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width >
+     1.1 x PSF), without the plane, is a galaxy and stays, unless the PSF on its
+     plane fits the core well, and better still (a star in front of a galaxy's
+     inner light); a star blended with a neighbour, wide only over the window,
+     goes, and so do two stars that two PSFs fit better, with a dip in the light
+     between them;
+   - a core that a profile narrower than 0.8 x PSF on its plane fits much better is
+     no point source either (a galaxy's cusp, a cosmic ray) and stays, unless two
+     PSFs fit it well (two stars closer than the PSF resolves, no dip between them);
+   - a source more elongated than the PSF (second-moment ellipticity in a one-FWHM
+     Gaussian window, larger by 0.25) and fainter than 50 sigma is a piece of a
+     streak and stays;
+   - saturated stars are fitted on their unclipped wings (a clipped source whose
+     unclipped light a wider profile fits twice as well as the PSF is a galaxy, and
+     stays whole), and their clipped cores filled from the background map plus the
+     light just around them (peaks on a clipped rim are no new stars);
+   - each star's model is subtracted out to where it falls below 5 % of the noise,
+     nowhere deeper than 3 sigma below the background map, and scaled down where
+     its local mean exceeds that of the data by more than 3 sigma of that mean (PSF
+     wings broader than the stars', as on stretched data);
+
 4. the star-subtracted image denoised with non-local means in units of the noise map,
    with the subtracted stars' photon noise added (measured on their residuals), since
    the starless scene is smooth where the stars were.
@@ -379,8 +383,8 @@ class _Fitter:
                 # ... or two stars closer than the PSF resolves, which two PSFs fit
                 # well, without a dip between them, where no single width does.
                 narrow_chi2 = self._wider(model, usable, params)[1]
-                return self._split(window,
-                                   self._pair(model, usable, flat, narrow_chi2, dip=False))
+                pair = self._pair(model, usable, flat, narrow_chi2, dip=False)
+                return self._split(window, pair)
             window_width, window_chi2 = self._wider(model, usable, flat, plane=False)
             core_width, core_chi2 = (self._wider(model, inner, flat, plane=False)
                                      if window_width > GALAXY_WIDTH else (1.0, 0.0))
@@ -389,7 +393,8 @@ class _Fitter:
             # the wider profile: a star in front of a galaxy's smooth inner light.
             star_on_plane = (on_plane_chi2 <= ON_PLANE_MAX_CHI2 * inner.sum()
                              and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
-            if core_width > CORE_WIDTH and (not star_on_plane or plane_width > CORE_WIDTH):
+            if core_width > CORE_WIDTH and (not star_on_plane
+                                            or plane_width > CORE_WIDTH):
                 # Two stars closer than the window are as wide as a galaxy, but two.
                 return self._split(window, self._pair(model, usable, flat, window_chi2))
         self._subtract(window, amplitude, x0, y0)
@@ -671,8 +676,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         The PSF; by default measured on ``image`` (:func:`measure_psf`).
     saturation : float, optional
         Plateaus of 3 or more pixels at or above this level (or of 2 at the same
-        value) are saturated; by default :func:`saturation_level` of ``image``.  A tile of a larger frame passes the
-        frame's, since its own maximum may be that of an unsaturated star.
+        value) are saturated; by default :func:`saturation_level` of ``image``.  A
+        tile of a larger frame passes the frame's, since its own maximum may be that
+        of an unsaturated star.
     denoise : bool, optional
         Denoise the star-subtracted image (non-local means in units of the noise map).
 
