@@ -139,6 +139,8 @@ SATURATION_FRACTION = 0.98
 #: ... and so are two such pixels within this relative difference, which leaves room
 #: for a sky map subtracted after the clipping (sky-subtracted frames).
 FLAT_TOLERANCE = 1e-4
+#: ... and so is one such pixel whose neighbours are all below this fraction of it.
+LONE_PEAK_FRACTION = 0.85
 _ROUNDS = 3
 _NO_JACOBIAN = np.empty((0, N_PARAMS))
 #: Iterations and relative cost decrease at which a profile fit stops.
@@ -194,7 +196,8 @@ def saturation_level(image) -> float:
 
 def _saturated(data, finite, level):
     """Clipped pixels: connected plateaus of at least 3 pixels at or above ``level``,
-    or of 2 at the same value (to ``FLAT_TOLERANCE``).
+    of 2 at the same value (to ``FLAT_TOLERANCE``), or of 1 whose neighbours are all
+    below ``LONE_PEAK_FRACTION`` of it.
 
     An unsaturated star has one or two pixels within a few per cent of its peak; a
     star clipped at the full well (or at 255) has a flat top of several.
@@ -209,7 +212,16 @@ def _saturated(data, finite, level):
                           rtol=FLAT_TOLERANCE, atol=0)
     # Two pixels at the same level are clipped too (a sharp star's core clipped on
     # two pixels): an unclipped pair of pixels differs by its noise and its shape.
-    plateau = (sizes >= 3) | ((sizes == 2) & flat)
+    # A single pixel is clipped when it stands out from all its neighbours (a sharp
+    # star's core clipped on one pixel, which the fit would take for its peak); on a
+    # broad source touching the white level (a galaxy on a stretched frame) its
+    # neighbours come close.
+    brightest_neighbour = ndimage.maximum_filter(
+        np.where(near_max | ~finite, -np.inf, data), size=3)
+    lone = np.zeros(count + 1, bool)
+    lone[1:] = ndimage.maximum(brightest_neighbour, labels, index) \
+        < LONE_PEAK_FRACTION * ndimage.maximum(data, labels, index)
+    plateau = (sizes >= 3) | ((sizes == 2) & flat) | ((sizes == 1) & lone)
     plateau[0] = False
     return plateau[labels]
 
@@ -676,9 +688,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         The PSF; by default measured on ``image`` (:func:`measure_psf`).
     saturation : float, optional
         Plateaus of 3 or more pixels at or above this level (or of 2 at the same
-        value) are saturated; by default :func:`saturation_level` of ``image``.  A
-        tile of a larger frame passes the frame's, since its own maximum may be that
-        of an unsaturated star.
+        value, or 1 pixel well above its neighbours) are saturated; by default
+        :func:`saturation_level` of ``image``.  A tile of a larger frame passes the
+        frame's, since its own maximum may be that of an unsaturated star.
     denoise : bool, optional
         Denoise the star-subtracted image (non-local means in units of the noise map).
 
