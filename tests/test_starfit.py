@@ -328,9 +328,9 @@ def test_a_clipped_galaxy_stays_and_clipped_stars_go():
 def test_unresolved_pairs_of_sharp_stars_are_not_taken_for_cusps():
     """On a frame of sharp stars (FWHM 2) a bright star with a fainter one 1-1.5
     FWHM away has no dip between them, and on its plane a profile narrower than the
-    PSF fits it better than the PSF (the plane tilts to the fainter star), as it
-    fits a galaxy's cusp; two PSFs fit it to the noise, and it goes.  On this frame
-    one such pair was kept: RMSE 2.92 and 5.3 % of the star flux left before."""
+    PSF can fit it better than the PSF, as it fits a galaxy's cusp; two PSFs fit it
+    to the noise, and it goes.  Before two PSFs were tried on cusps, this frame came
+    out with RMSE 2.92 and 5.3 % of the star flux left."""
     frame = make_survey_frame((256, 256), seed=1, fwhm=2.0, moffat_beta=4.5,
                               n_stars=400, scale="sky-subtracted", noise_sigma=5.0)
     fit = fit_and_subtract_stars(frame.image)
