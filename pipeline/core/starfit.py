@@ -206,9 +206,9 @@ def _saturated(data, finite, level):
     labels, count = ndimage.label(near_max)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     index = np.arange(1, count + 1)
+    highest = ndimage.maximum(data, labels, index)
     flat = np.zeros(count + 1, bool)
-    flat[1:] = np.isclose(ndimage.maximum(data, labels, index),
-                          ndimage.minimum(data, labels, index),
+    flat[1:] = np.isclose(highest, ndimage.minimum(data, labels, index),
                           rtol=FLAT_TOLERANCE, atol=0)
     # Two pixels at the same level are clipped too (a sharp star's core clipped on
     # two pixels): an unclipped pair of pixels differs by its noise and its shape.
@@ -219,8 +219,8 @@ def _saturated(data, finite, level):
     brightest_neighbour = ndimage.maximum_filter(
         np.where(near_max | ~finite, -np.inf, data), size=3)
     lone = np.zeros(count + 1, bool)
-    lone[1:] = ndimage.maximum(brightest_neighbour, labels, index) \
-        < LONE_PEAK_FRACTION * ndimage.maximum(data, labels, index)
+    lone[1:] = (ndimage.maximum(brightest_neighbour, labels, index)
+                < LONE_PEAK_FRACTION * highest)
     plateau = (sizes >= 3) | ((sizes == 2) & flat) | ((sizes == 1) & lone)
     plateau[0] = False
     return plateau[labels]
@@ -366,7 +366,7 @@ class _Fitter:
             # amplitude, which may come out at thousands of sigma.
             return None
         if saturated and self._clipped_galaxy(model, usable, params):
-            self.extended_cores[window] |= light & self.saturated[window]
+            self.extended_cores[window] |= light    # (its clipped plateau)
             return False
         local_noise = float(np.median(self.rms[window]))
         faint = amplitude <= STREAK_MAX_SNR * local_noise
@@ -398,17 +398,19 @@ class _Fitter:
                 pair = self._pair(model, usable, flat, narrow_chi2, dip=False)
                 return self._split(window, pair)
             window_width, window_chi2 = self._wider(model, usable, flat, plane=False)
-            core_width, core_chi2 = (self._wider(model, inner, flat, plane=False)
-                                     if window_width > GALAXY_WIDTH else (1.0, 0.0))
-            on_plane_chi2 = float(np.sum(model.residuals(params, inner) ** 2))
-            # ... unless the PSF on its plane fits the core well, and better than
-            # the wider profile: a star in front of a galaxy's smooth inner light.
-            star_on_plane = (on_plane_chi2 <= ON_PLANE_MAX_CHI2 * inner.sum()
-                             and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
-            if core_width > CORE_WIDTH and (not star_on_plane
-                                            or plane_width > CORE_WIDTH):
-                # Two stars closer than the window are as wide as a galaxy, but two.
-                return self._split(window, self._pair(model, usable, flat, window_chi2))
+            if window_width > GALAXY_WIDTH:
+                core_width, core_chi2 = self._wider(model, inner, flat, plane=False)
+                # ... unless the PSF on its plane fits the core well, and better than
+                # the wider profile: a star in front of a galaxy's smooth inner light.
+                on_plane_chi2 = float(np.sum(model.residuals(params, inner) ** 2))
+                in_front = (plane_width <= CORE_WIDTH
+                            and on_plane_chi2 <= ON_PLANE_MAX_CHI2 * inner.sum()
+                            and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
+                if core_width > CORE_WIDTH and not in_front:
+                    # Two stars closer than the window are as wide as a galaxy, but
+                    # two.
+                    return self._split(window,
+                                       self._pair(model, usable, flat, window_chi2))
         self._subtract(window, amplitude, x0, y0)
         return True
 
