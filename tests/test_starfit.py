@@ -34,6 +34,17 @@ def _scene(seed=0, *, sky=200.0, saturate=None):
     return image, truth, stars, galaxies > 10
 
 
+def _stars_beside(centres, distance, amplitudes, rng, shape=(256, 256)):
+    """PSF stars ``distance`` pixels from each of ``centres`` (x, y), in random
+    directions, with peaks drawn from ``amplitudes`` (low, high)."""
+    layer = np.zeros(shape)
+    for x, y in centres:
+        angle = rng.uniform(0, 2 * np.pi)
+        layer += moffat_image(shape, x + distance * np.cos(angle),
+                              y + distance * np.sin(angle), rng.uniform(*amplitudes), PSF)
+    return layer
+
+
 def test_stars_go_and_galaxies_stay():
     image, truth, stars, galaxy = _scene()
     fit = fit_and_subtract_stars(image)
@@ -158,13 +169,10 @@ def test_bright_stars_on_the_slope_of_a_nebula_knot_go():
     image, truth, stars, galaxy = _scene(seed=11)
     yy, xx = np.mgrid[0:256, 0:256]
     rng = np.random.default_rng(12)
-    knots = np.zeros_like(image)
-    on_slopes = np.zeros_like(image)
-    for x, y in ((70, 150), (140, 120), (200, 190), (150, 40)):
-        knots += 60.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 20.0 ** 2))
-        angle = rng.uniform(0, 2 * np.pi)
-        on_slopes += moffat_image(image.shape, x + 12 * np.cos(angle),
-                                  y + 12 * np.sin(angle), rng.uniform(150, 400), PSF)
+    centres = ((70, 150), (140, 120), (200, 190), (150, 40))
+    knots = sum(60.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 20.0 ** 2))
+                for x, y in centres)
+    on_slopes = _stars_beside(centres, 12, (150, 400), rng)
     fit = fit_and_subtract_stars(image + knots + on_slopes)
     # (Judged with the knot's light, they stay whole: 101 % left.)
     assert abs(star_flux_left(fit.starless, truth + knots, on_slopes,
@@ -263,13 +271,9 @@ def test_bright_stars_in_front_of_galaxies_go_and_the_galaxies_stay():
     image, truth, stars, _ = _scene(seed=15)
     yy, xx = np.mgrid[0:256, 0:256]
     rng = np.random.default_rng(16)
-    galaxies = np.zeros_like(image)
-    in_front = np.zeros_like(image)
-    for x, y in ((50, 60), (130, 70), (210, 60), (60, 190), (140, 180), (210, 200)):
-        galaxies += 150.0 * np.exp(-np.hypot(xx - x, yy - y) / 10.0)
-        angle = rng.uniform(0, 2 * np.pi)
-        in_front += moffat_image(image.shape, x + 6 * np.cos(angle),
-                                 y + 6 * np.sin(angle), rng.uniform(400, 600), PSF)
+    centres = ((50, 60), (130, 70), (210, 60), (60, 190), (140, 180), (210, 200))
+    galaxies = sum(150.0 * np.exp(-np.hypot(xx - x, yy - y) / 10.0) for x, y in centres)
+    in_front = _stars_beside(centres, 6, (400, 600), rng)
     fit = fit_and_subtract_stars(image + galaxies + in_front)
     assert abs(star_flux_left(fit.starless, truth + galaxies, in_front,
                               threshold=5.0)) < 0.05
