@@ -438,7 +438,7 @@ def remove_stars_file(
     from pipeline.io import read_image, split_stars, write_image
     from pipeline.io import store as store_module
     from pipeline.io.checkpoint import TileCheckpoint, ZarrCheckpoint, checkpoint_path
-    from pipeline.tiling import default_halo, streams_tiles
+    from pipeline.tiling import default_halo, streams_tiles, tile_warning_filters
 
     input_path, output = Path(input_path), Path(output_path)
     if not isinstance(preset, str):
@@ -490,6 +490,7 @@ def remove_stars_file(
     with contextlib.ExitStack() as stack:
         if bar is not None:
             stack.callback(bar.close)
+        stack.enter_context(tile_warning_filters())
         runner = client if client is not None else stack.enter_context(
             connect(scheduler, cluster))
         # Everything but the tiles stays in this process, even with a cluster client.

@@ -20,8 +20,10 @@ from pipeline.tiling.tiles import (
     threshold_sequence,
     tile_grid,
 )
+from pipeline.tiling.threads import tile_warning_filters
 
 __all__ = ["FIT_HALO", "STREAMED_TILE_TASK", "FrameScalars", "TiledResult", "TileMetrics",
            "default_halo", "frame_scalars", "lockstep_diffuse", "remove_stars_dask",
            "run_tiled", "sample_grid", "stream_tile", "stream_tiles", "streams_tiles",
-           "threshold_sequence", "TiledRun", "tile_grid"]
+           "threshold_sequence", "TiledRun", "tile_grid",
+           "tile_warning_filters"]
