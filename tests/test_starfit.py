@@ -1,5 +1,7 @@
 """Star removal by fitting the image's PSF: stars go, galaxies and the sky stay."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -125,6 +127,22 @@ def test_close_pairs_of_bright_stars_both_go(separation):
     residual = fit.starless[near] - truth[near]
     assert np.abs(residual).max() < 25.0
     assert np.sqrt(np.mean(residual ** 2)) < 6.0
+
+
+def test_stars_centred_on_the_frame_edge_go():
+    """Bright stars centred half a pixel beyond the last column or row, a little wider
+    than the field's PSF, so that each fit leaves a peak that is refitted with it: a
+    fitted centre beyond the edge is no pixel index (an IndexError before)."""
+    image, truth, _, _ = _scene(seed=5)
+    wider = dataclasses.replace(PSF, fwhm=3.6)
+    edge = np.zeros_like(image)
+    for k, along in enumerate(np.linspace(20, 236, 10)):
+        amplitude, beyond = 10 ** (2.8 + 0.2 * k), 255.5 + 0.02 * (k % 3)
+        edge += moffat_image(image.shape, beyond, along, amplitude, wider)
+        edge += moffat_image(image.shape, along, beyond, amplitude, wider)
+    fit = fit_and_subtract_stars(image + edge)
+    assert abs(star_flux_left(fit.starless, truth, edge)) < 0.05
+    assert np.allclose(fit.starless + fit.stars, image + edge)
 
 
 def test_stretched_stars_do_not_dig_the_sky():

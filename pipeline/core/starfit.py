@@ -302,6 +302,12 @@ class _Fitter:
         self.core = max(2, math.ceil(1.2 * psf.fwhm))
         self.noise = float(np.median(rms))
 
+    def _nearest_pixel(self, row, col):
+        """The frame's pixel nearest to a fitted position, which may lie just beyond
+        its edge (a star centred outside the frame whose wing is in it)."""
+        return tuple(np.clip(np.round([row, col]), 0,
+                             np.array(self.data.shape) - 1).astype(int))
+
     def _window(self, row, col, radius):
         h, w = self.data.shape
         return (slice(max(row - radius, 0), min(row + radius + 1, h)),
@@ -358,9 +364,8 @@ class _Fitter:
         if fitted[0] > 0 and abs(fitted[1] - x0) < 2 and abs(fitted[2] - y0) < 2:
             params = fitted
             amplitude, x0, y0 = params[:3]
-        centre = np.clip(np.round([window[0].start + y0, window[1].start + x0]),
-                         0, np.array(self.data.shape) - 1).astype(int)
-        if not saturated and self.clipped[centre[0], centre[1]]:
+        if not saturated and self.clipped[self._nearest_pixel(window[0].start + y0,
+                                                              window[1].start + x0)]:
             # A peak on a clipped core's rim (what a saturated star's fit leaves
             # there) whose centre falls on unusable pixels: nothing bounds its
             # amplitude, which may come out at thousands of sigma.
@@ -556,7 +561,7 @@ class _Fitter:
         nearest = int(np.argmin(distance))
         first_amplitude, first_row, first_col = self.stars[nearest]
         if (distance[nearest] > 2.0 * self.psf.fwhm
-                or self.saturated[int(round(first_row)), int(round(first_col))]):
+                or self.saturated[self._nearest_pixel(first_row, first_col)]):
             return False
         window = self._window(int(round((row + first_row) / 2)),
                               int(round((col + first_col) / 2)),
