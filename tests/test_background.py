@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline.core.background import estimate_background, noise_floor
+from pipeline.core.background import black_clipped, estimate_background, noise_floor
 from pipeline.core.psf import PSFShape, moffat_image
 from pipeline.core.starfit import fit_and_subtract_stars
 from pipeline.metrics import star_flux_left
@@ -54,3 +54,36 @@ def test_quantised_frame_with_a_flat_sky_loses_its_stars_without_warnings():
         fit = fit_and_subtract_stars(image)
     assert np.isfinite(fit.starless).all()
     assert abs(star_flux_left(fit.starless, truth, image - truth)) < 0.1
+
+
+def _black_clipped_frame(seed=0, shape=(256, 256)):
+    """An 8-bit-like sky of noise 10 whose gradient takes its left part below the
+    black point: 43 % of the pixels are 0."""
+    rng = np.random.default_rng(seed)
+    sky = np.linspace(-60.0, 80.0, shape[1])[None, :] * np.ones(shape)
+    return np.round(np.clip(sky + rng.normal(0, 10, shape), 0, 255))
+
+
+def test_a_sky_clipped_at_the_black_point_is_left_out():
+    """Meshes in or next to the clipped region gave a level of 0 and only the
+    rounding noise (0.29), and thresholds in that noise found stars everywhere."""
+    image = _black_clipped_frame()
+    level, noise = estimate_background(image)
+    assert noise == pytest.approx(10.0, rel=0.1)
+    # The darkest meshes left are a mesh or more from the clipped region, where the
+    # sky is above the black point by a few sigma.
+    assert 10.0 < level < 40.0
+
+
+def test_only_clipped_regions_count_as_black_clipped():
+    image = _black_clipped_frame()
+    clipped = black_clipped(image)
+    assert clipped[:, :80].mean() > 0.9 and not clipped[:, 128:].any()
+    # A sky 4 sigma above the black point has a few lone pixels at 0: its noise's
+    # clipped lower tail, no region.
+    rng = np.random.default_rng(1)
+    sky = np.round(np.clip(40.0 + rng.normal(0, 10, (256, 256)), 0, 255))
+    assert (sky == 0).any() and not black_clipped(sky).any()
+    image[0, 0] = np.nan
+    assert not black_clipped(image)[0, 0]
+    assert not black_clipped(np.full((8, 8), np.nan)).any()

@@ -15,8 +15,9 @@ import warnings
 import numpy as np
 from astropy.stats import SigmaClip, sigma_clipped_stats
 from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
+from scipy import ndimage
 
-__all__ = ["estimate_background", "background_stride", "noise_floor",
+__all__ = ["estimate_background", "background_stride", "black_clipped", "noise_floor",
            "MAX_BACKGROUND_PIXELS"]
 
 #: Fraction of meshes, darkest first, taken to be star-and-sky only.
@@ -52,6 +53,24 @@ def noise_floor(image: np.ndarray) -> float:
     return 1.0 / np.sqrt(12.0) if integral else 0.0
 
 
+def black_clipped(image: np.ndarray) -> np.ndarray:
+    """Pixels of regions clipped at the frame's lowest value.
+
+    A display stretch whose black point cuts into the sky (a sky gradient on an 8-bit
+    picture) sets whole regions to its lowest level, where the noise is gone: meshes
+    there would give a level and an RMS of about 0, and every threshold in units of
+    that noise would find stars in the noise elsewhere.  Lone pixels at the lowest
+    level are the noise's clipped lower tail, which any stretched frame has; a
+    clipped region is the lowest pixels that a 3 x 3 opening keeps.  Non-finite
+    pixels are never clipped.
+    """
+    finite = np.isfinite(image)
+    if not finite.any():
+        return np.zeros(image.shape, bool)
+    lowest = finite & (image == np.min(image[finite]))
+    return ndimage.binary_opening(lowest, structure=np.ones((3, 3), bool))
+
+
 def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
                         box_size: int | None = None) -> tuple[float, float]:
     """Return ``(level, noise)`` of the sky background of ``image``.
@@ -72,7 +91,9 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
     level, noise : float
         Median sigma-clipped level and RMS of the darkest quarter of the meshes.  Images
         too small for two meshes fall back to sigma-clipped statistics of all pixels.
-        The noise is at least :func:`noise_floor` of the image.
+        The noise is at least :func:`noise_floor` of the image.  Pixels within a
+        mesh of a region clipped at the black point (:func:`black_clipped`) are left
+        out, unless nothing else is left.
 
     References
     ----------
@@ -87,6 +108,11 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
         bad |= mask[::stride, ::stride]
     shorter = min(image.shape)
     box = box_size or int(np.clip(shorter // 8, 16, 256))
+    clipped = black_clipped(image)
+    if clipped.any():
+        clipped = ndimage.maximum_filter(clipped, size=2 * box + 1)
+        if not (bad | clipped).all():
+            bad |= clipped
     if shorter < 2 * box:
         _, median, std = sigma_clipped_stats(image, mask=bad, sigma=3.0, maxiters=10)
         return float(median), max(float(std), floor)

@@ -19,7 +19,7 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      plane fits the core well, and better still (a star in front of a galaxy's
      inner light); a star blended with a neighbour, wide only over the window,
      goes, and so do two stars that two PSFs fit better, with a dip in the light
-     between them;
+     between them or five times better than any single profile;
    - a core that a profile narrower than 0.8 x PSF on its plane fits much better is
      no point source either (a galaxy's cusp, a cosmic ray) and stays, unless two
      PSFs fit it well (two stars closer than the PSF resolves, no dip between them);
