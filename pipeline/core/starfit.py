@@ -22,8 +22,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      between them or five times better than any single profile;
    - a core that a profile narrower than 0.8 x PSF on its plane fits much better, and
      the PSF misses by more than 2 % of its peak, is no point source either (a
-     galaxy's cusp, a cosmic ray) and stays, unless two
-     PSFs fit it well (two stars closer than the PSF resolves, no dip between them);
+     galaxy's cusp, a cosmic ray) and stays, unless two PSFs fit it well (two stars
+     closer than the PSF resolves, no dip between them);
    - a source more elongated than the PSF (second-moment ellipticity in a one-FWHM
      Gaussian window, larger by 0.25) and fainter than 50 sigma is a piece of a
      streak and stays;
@@ -571,8 +571,9 @@ class _Fitter:
             start = np.array([single[0], x0, y0, excess[row, col], col, row,
                               *single[3:]])
             trial, residuals = model.fit(start, usable, range(6), lower, np.inf)
-            if float(np.sum(residuals ** 2)) < chi2:
-                fitted, chi2 = trial, float(np.sum(residuals ** 2))
+            trial_chi2 = float(np.sum(residuals ** 2))
+            if trial_chi2 < chi2:
+                fitted, chi2 = trial, trial_chi2
         if fitted is None:
             return None
         height, width = model.cut.shape
