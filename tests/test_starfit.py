@@ -145,10 +145,11 @@ def test_stars_centred_on_the_frame_edge_go():
     assert np.allclose(fit.starless + fit.stars, image + edge)
 
 
-def _blends_without_dip():
-    """``(image, truth, blends, centres)``: at each centre a star of 150 noise sigmas,
-    one of 80 at 1.2 FWHM (no dip between them) and one of 12 beside both, as found
-    on a frame of random scene settings; turned at random."""
+@pytest.fixture(scope="module")
+def blends_without_dip():
+    """``(fit, truth, centres)``: at each centre a star of 150 noise sigmas, one of 80
+    at 1.2 FWHM (no dip between them) and one of 12 beside both, as found on a frame
+    of random scene settings, turned at random; fitted once for the two tests below."""
     image, truth, _, _ = _scene(seed=5)
     rng = np.random.default_rng(1)
     centres = ((60.0, 120.0), (150.0, 60.0), (200.0, 200.0), (100.0, 230.0),
@@ -161,7 +162,7 @@ def _blends_without_dip():
                                   (4.14, 1.2, 60.0)):
             blends += moffat_image(image.shape, x + cos * dx - sin * dy,
                                    y + sin * dx + cos * dy, amplitude, PSF)
-    return image, truth, blends, centres
+    return fit_and_subtract_stars(image + blends), truth, centres
 
 
 def _worst_residual(fit, truth, centre):
@@ -170,22 +171,20 @@ def _worst_residual(fit, truth, centre):
     return float(np.abs(fit.starless[box] - truth[box]).max())
 
 
-def test_bright_pairs_without_a_dip_between_them_go():
+def test_bright_pairs_without_a_dip_between_them_go(blends_without_dip):
     """Two PSFs fit such a blend far better than any single profile, so it is two
     stars although its light does not dip between them; the pair fit also starts
     from the brightest pixel, since from the blend's centroid it may stop in a
     local minimum (the blend at (200, 200) stayed whole, 160 sigma, before)."""
-    image, truth, blends, centres = _blends_without_dip()
-    fit = fit_and_subtract_stars(image + blends)
+    fit, truth, centres = blends_without_dip
     for centre in centres[:3] + centres[4:]:
         assert _worst_residual(fit, truth, centre) < 3 * 5.0, centre
 
 
 @pytest.mark.xfail(strict=True, reason="the second star lies on the edge of the 9 x 9 "
                    "fit window, and two PSFs fit only to 46 per pixel: the blend stays")
-def test_a_bright_pair_on_the_edge_of_its_fit_window_goes():
-    image, truth, blends, centres = _blends_without_dip()
-    fit = fit_and_subtract_stars(image + blends)
+def test_a_bright_pair_on_the_edge_of_its_fit_window_goes(blends_without_dip):
+    fit, truth, centres = blends_without_dip
     assert _worst_residual(fit, truth, centres[3]) < 3 * 5.0
 
 
