@@ -5,7 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline.core.background import black_clipped, estimate_background, noise_floor
+from pipeline.core.background import (black_clipped, constant_regions, estimate_background,
+                                      noise_floor, noiseless_regions)
 from pipeline.core.psf import PSFShape, moffat_image
 from pipeline.core.starfit import fit_and_subtract_stars
 from pipeline.metrics import star_flux_left
@@ -87,3 +88,43 @@ def test_only_clipped_regions_count_as_black_clipped():
     image[0, 0] = np.nan
     assert not black_clipped(image)[0, 0]
     assert not black_clipped(np.full((8, 8), np.nan)).any()
+
+
+def test_constant_regions_are_the_flat_squares_and_nothing_of_the_noise():
+    rng = np.random.default_rng(2)
+    image = rng.normal(0.0, 1.0, (64, 64))
+    assert not constant_regions(image).any()
+    image[:, :10] = 0.0          # a mosaic's zero-filled border
+    image[30:34, 40:44] = 7.5    # a clipped core
+    image[50, 50] = np.nan
+    flat = constant_regions(image)
+    expected = np.zeros(image.shape, bool)
+    expected[:, :10] = True
+    expected[30:34, 40:44] = True
+    assert np.array_equal(flat, expected)
+    # A 2-pixel-wide strip holds no 3 x 3 square; NaN never counts.
+    image[:, 20:22] = 3.0
+    assert not constant_regions(image)[:, 20:22].any()
+    assert not constant_regions(np.full((8, 8), np.nan)).any()
+
+
+def test_noiseless_regions_of_quantised_data_are_the_black_clipped_ones():
+    rng = np.random.default_rng(5)
+    sky = np.rint(46.0 + rng.normal(0.0, 0.2, (64, 64)))   # rounds to 46 almost everywhere
+    assert constant_regions(sky).mean() > 0.5
+    assert not noiseless_regions(sky).any()
+    sky[:, :10] = 0.0
+    assert noiseless_regions(sky)[:, :10].all() and noiseless_regions(sky).sum() == 640
+    unquantised = rng.normal(0.0, 1.0, (64, 64))
+    unquantised[20:30, 20:30] = 2.0
+    assert noiseless_regions(unquantised).sum() == 100
+
+
+def test_a_zero_filled_border_does_not_count_as_sky():
+    """A float frame's zero border has an RMS of 0: it gave the frame a noise of 0."""
+    rng = np.random.default_rng(4)
+    image = rng.normal(0.0, 5.0, (256, 256))
+    image[:, :96] = 0.0
+    level, noise = estimate_background(image)
+    assert noise == pytest.approx(5.0, rel=0.1)
+    assert abs(level) < 1.0

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from pipeline.core.background import black_clipped
 from pipeline.core.psf import PSFShape, moffat_image
 from pipeline.core.starfit import fit_and_subtract_stars
 from pipeline.metrics import rmse, star_flux_left
@@ -88,6 +89,35 @@ def test_layers_add_up_nan_stays_and_input_is_untouched():
     # Without denoising, stars are the fitted models alone.
     np.testing.assert_allclose(fit.stars[finite], fit.model[finite], atol=1e-9)
     assert fit.n_stars >= 40
+
+
+@pytest.mark.parametrize("sky", [0.0, 200.0])
+def test_a_zero_filled_border_is_masked_data(sky):
+    """A mosaic's zero-filled border has no noise: its RMS of 0 made the fits'
+    weights overflow (LinAlgError on a sky-subtracted frame)."""
+    image, truth, stars, _ = _scene(seed=4, sky=sky)
+    image[:, :48] = 0.0
+    before = image.copy()
+    fit = fit_and_subtract_stars(image)
+    assert np.array_equal(image, before)
+    assert np.array_equal(fit.starless[:, :48], image[:, :48])
+    assert not fit.stars[:, :48].any()
+    np.testing.assert_allclose(fit.stars + fit.starless, image, rtol=1e-12, atol=1e-9)
+    inside = (slice(None), slice(56, None))
+    assert abs(star_flux_left(fit.starless[inside], truth[inside], stars[inside])) < 0.05
+
+
+def test_an_unquantised_display_frame_clipped_at_its_black_point_works():
+    """A stretched frame stored as floats in 0..1, whose sky gradient is clipped at 0
+    over a corner, crashed as the zero border did."""
+    frame = make_survey_frame((256, 256), seed=5, scale="stretched", fwhm=3.0,
+                              sky_gradient=(0.2, 0.2), n_stars=400)
+    clipped = black_clipped(frame.image)
+    assert clipped.mean() > 0.1
+    fit = fit_and_subtract_stars(frame.image / 255.0)
+    assert not fit.starless[clipped].any() and not fit.stars[clipped].any()
+    starless = 255.0 * fit.starless
+    assert rmse(starless, frame.truth) < 0.5 * rmse(frame.image, frame.truth)
 
 
 def test_bad_input():

@@ -17,8 +17,8 @@ from astropy.stats import SigmaClip, sigma_clipped_stats
 from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
 from scipy import ndimage
 
-__all__ = ["estimate_background", "background_stride", "black_clipped", "noise_floor",
-           "MAX_BACKGROUND_PIXELS"]
+__all__ = ["estimate_background", "background_stride", "black_clipped", "constant_regions",
+           "noiseless_regions", "noise_floor", "MAX_BACKGROUND_PIXELS"]
 
 #: Fraction of meshes, darkest first, taken to be star-and-sky only.
 _DARK_FRACTION = 0.25
@@ -71,6 +71,36 @@ def black_clipped(image: np.ndarray) -> np.ndarray:
     return ndimage.binary_opening(lowest, structure=np.ones((3, 3), bool))
 
 
+def constant_regions(image: np.ndarray) -> np.ndarray:
+    """Pixels of regions of one exact value: the union of the 3 x 3 squares whose
+    pixels are all equal.
+
+    Such regions carry no noise: the zero-filled borders of a mosaic, a sky clipped at
+    a display stretch's black point, a clipped star core.  A mesh over one has an RMS
+    of 0, and a threshold in units of that RMS would be infinite.  Non-finite pixels
+    never belong to one.
+    """
+    finite = np.isfinite(image)
+    highest = ndimage.maximum_filter(np.where(finite, image, np.inf), size=3)
+    lowest = ndimage.minimum_filter(np.where(finite, image, -np.inf), size=3)
+    centres = highest == lowest
+    return ndimage.binary_dilation(centres, structure=np.ones((3, 3), bool)) & finite
+
+
+def noiseless_regions(image: np.ndarray) -> np.ndarray:
+    """Regions whose values carry no noise, hence say nothing of the sky's.
+
+    In unquantised data no noise leaves a 3 x 3 square at one value, so every
+    :func:`constant_regions` counts.  In quantised data (:func:`noise_floor` above 0)
+    a sky whose noise is below the rounding step rounds to one value, and only
+    regions at the frame's lowest value count (:func:`black_clipped`): a sky clipped
+    at the black point, a zero-filled border.
+    """
+    if noise_floor(image) > 0:
+        return black_clipped(image)
+    return constant_regions(image)
+
+
 def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
                         box_size: int | None = None) -> tuple[float, float]:
     """Return ``(level, noise)`` of the sky background of ``image``.
@@ -92,8 +122,8 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
         Median sigma-clipped level and RMS of the darkest quarter of the meshes.  Images
         too small for two meshes fall back to sigma-clipped statistics of all pixels.
         The noise is at least :func:`noise_floor` of the image.  Pixels within a
-        mesh of a region clipped at the black point (:func:`black_clipped`) are left
-        out, unless nothing else is left.
+        mesh of a region clipped at the black point (:func:`black_clipped`) and the
+        other :func:`noiseless_regions` are left out, unless nothing else is left.
 
     References
     ----------
@@ -111,8 +141,10 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
     clipped = black_clipped(image)
     if clipped.any():
         clipped = ndimage.maximum_filter(clipped, size=2 * box + 1)
-        if not (bad | clipped).all():
-            bad |= clipped
+    if floor == 0:
+        clipped |= constant_regions(image)
+    if not (bad | clipped).all():
+        bad |= clipped
     if shorter < 2 * box:
         _, median, std = sigma_clipped_stats(image, mask=bad, sigma=3.0, maxiters=10)
         return float(median), max(float(std), floor)

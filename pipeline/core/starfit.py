@@ -6,7 +6,10 @@ stars on linear data.  This module takes the route the survey issue asks for ins
 
 1. a background and noise *map* (photutils ``Background2D``, sigma-clipped, with the
    sources masked), so that every threshold is in units of the local noise and the
-   method works on linear, sky-subtracted and 0..255 data alike;
+   method works on linear, sky-subtracted and 0..255 data alike; regions of one value
+   at or below the sky (:func:`pipeline.core.background.noiseless_regions`: a
+   zero-filled border, a sky clipped at the black point) have no noise and are masked
+   data, like NaN;
 2. the PSF measured on the image (:func:`pipeline.core.psf.measure_psf`);
 3. every source brighter than 4 sigma, brightest first and in three rounds, then the
    fainter ones that a PSF-matched filter finds above 5 sigma away from the bright
@@ -59,7 +62,7 @@ from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.restoration import denoise_nl_means
 
-from pipeline.core.background import noise_floor
+from pipeline.core.background import noise_floor, noiseless_regions
 from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
 from pipeline.core.psf import PSFShape, measure_psf, moffat_image
 from pipeline.core.validation import real_image, real_number
@@ -766,17 +769,25 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     if psf is None:
         psf = measure_psf(data)
     level = float(np.nanmedian(data))
+    noiseless = noiseless_regions(data)
     data[~finite] = level
     if saturation is None:
         saturation = saturation_level(data)
     saturated = _saturated(data, finite, real_number(saturation, "saturation"))
+    noiseless &= ~saturated
     rms_floor = noise_floor(image)
-    background, rms = _background_maps(data, rms_floor, mask=~finite)
+    background, rms = _background_maps(data, rms_floor, mask=~finite | noiseless)
+    # A region of one value at or below the sky holds no light and no noise (a
+    # mosaic's zero-filled border, a sky clipped at the black point): it is masked
+    # data, like NaN, and comes out as it went in.
+    no_data = noiseless & (data - background <= DETECTION_SIGMAS * rms)
+    valid = finite & ~no_data
+    data[no_data] = background[no_data]
     sources = ndimage.binary_dilation((data - background) / rms > 3.0, iterations=2)
     background, rms = _background_maps(data, rms_floor,
-                                       mask=sources | saturated | ~finite)
+                                       mask=sources | saturated | noiseless | ~finite)
 
-    fitter = _Fitter(data - background, rms, saturated, finite, psf)
+    fitter = _Fitter(data - background, rms, saturated, valid, psf)
     n_stars = n_extended = 0
     for round_ in range(_ROUNDS):
         peaks = peak_local_max((fitter.data - fitter.model) / rms,
@@ -791,7 +802,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
                             fitter.data[peaks[:, 0], peaks[:, 1]])
         added = 0
         for row, col in peaks[np.argsort(-strength, kind="stable")]:
-            if not finite[row, col]:
+            if not valid[row, col]:
                 continue
             outcome = fitter.add(row, col)
             added += outcome is True
@@ -820,15 +831,15 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     model = np.minimum(fitter.model * scale, np.maximum(data - floor, 0.0))
     starless = data - model
     extended = ndimage.binary_dilation(fitter.extended_cores, iterations=2)
-    _fill_clipped_cores(starless, fitter.clipped & ~extended, background, finite)
+    _fill_clipped_cores(starless, fitter.clipped & ~extended, background, valid)
     if denoise:
         rms = _with_star_photon_noise(starless - background, rms, model,
-                                      finite & ~fitter.clipped)
+                                      valid & ~fitter.clipped)
         normalised = (starless - background) / rms
         starless = background + rms * denoise_nl_means(
             normalised, h=0.6, sigma=1.0, patch_size=5, patch_distance=6, fast_mode=True)
     original = np.asarray(image, dtype=np.float64)
-    starless[~finite] = original[~finite]
+    starless[~valid] = original[~valid]
     stars = np.where(finite, original - starless, np.nan)
     return StarFit(starless=starless, stars=stars, model=model, psf=psf,
                    n_stars=int(n_stars),
