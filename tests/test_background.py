@@ -128,3 +128,14 @@ def test_a_zero_filled_border_does_not_count_as_sky():
     level, noise = estimate_background(image)
     assert noise == pytest.approx(5.0, rel=0.1)
     assert abs(level) < 1.0
+
+
+def test_a_mosaic_with_a_small_footprint_falls_back_to_all_its_pixels():
+    """Data only in the central 212 x 212 of 512 x 512, the rest zero-filled: no mesh
+    kept half its pixels, and photutils refused the frame."""
+    rng = np.random.default_rng(6)
+    image = np.zeros((512, 512))
+    image[150:-150, 150:-150] = 100.0 + rng.normal(0.0, 5.0, (212, 212))
+    level, noise = estimate_background(image)
+    assert level == pytest.approx(100.0, abs=0.5)
+    assert noise == pytest.approx(5.0, rel=0.05)

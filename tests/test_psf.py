@@ -53,13 +53,26 @@ def test_elliptical_stars_are_measured_and_galaxies_ignored():
 
 
 @pytest.mark.parametrize("fwhm, beta, scale", [(3.0, 3.5, "linear"), (4.5, 2.5, "linear"),
-                                               (2.2, 4.5, "sky-subtracted")])
+                                               (2.2, 4.5, "sky-subtracted"),
+                                               (3.0, 1.8, "linear")])   # below FAINT_MIN_BETA
 def test_survey_frames_of_known_psf(fwhm, beta, scale):
     frame = make_survey_frame((512, 512), seed=4, fwhm=fwhm, moffat_beta=beta, scale=scale)
     psf = measure_psf(frame.image)
     assert psf.fwhm == pytest.approx(fwhm, rel=0.03)
     assert psf.beta == pytest.approx(beta, rel=0.15)
     assert psf.ellipticity < 0.1  # round stars
+
+
+def test_scattered_bad_pixels_do_not_hide_the_psf():
+    """2 % of the pixels masked (a bad-pixel mask): a cutout with any masked pixel
+    was refused, and the frame had "no bright source"."""
+    frame = make_survey_frame((512, 512), seed=4, fwhm=3.0, moffat_beta=3.5)
+    image = frame.image.copy()
+    image[np.random.default_rng(0).random(image.shape) < 0.02] = np.nan
+    psf = measure_psf(image)
+    assert psf.fwhm == pytest.approx(3.0, rel=0.03)
+    assert psf.beta == pytest.approx(3.5, rel=0.15)
+    assert psf.n_stars >= 12    # of 19 without the mask
 
 
 def test_units_and_sky_level_do_not_matter():

@@ -120,7 +120,8 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
     -------
     level, noise : float
         Median sigma-clipped level and RMS of the darkest quarter of the meshes.  Images
-        too small for two meshes fall back to sigma-clipped statistics of all pixels.
+        too small for two meshes, or with no mesh at least half unmasked, fall back to
+        sigma-clipped statistics of all unmasked pixels.
         The noise is at least :func:`noise_floor` of the image.  Pixels within a
         mesh of a region clipped at the black point (:func:`black_clipped`) and the
         other :func:`noiseless_regions` are left out, unless nothing else is left.
@@ -145,17 +146,22 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
         clipped |= constant_regions(image)
     if not (bad | clipped).all():
         bad |= clipped
-    if shorter < 2 * box:
+    bkg = None
+    if shorter >= 2 * box:
+        try:
+            with warnings.catch_warnings():
+                # Meshes that are mostly masked are excluded by photutils with a warning.
+                warnings.simplefilter("ignore")
+                bkg = Background2D(
+                    image, box, mask=bad, filter_size=1, sigma_clip=SigmaClip(sigma=3.0),
+                    bkg_estimator=MedianBackground(), bkgrms_estimator=StdBackgroundRMS(),
+                    exclude_percentile=50.0,
+                )
+        except ValueError:  # every mesh mostly masked: a mosaic's small footprint
+            bkg = None
+    if bkg is None:
         _, median, std = sigma_clipped_stats(image, mask=bad, sigma=3.0, maxiters=10)
         return float(median), max(float(std), floor)
-    with warnings.catch_warnings():
-        # Meshes that are mostly masked are excluded by photutils with a warning.
-        warnings.simplefilter("ignore")
-        bkg = Background2D(
-            image, box, mask=bad, filter_size=1, sigma_clip=SigmaClip(sigma=3.0),
-            bkg_estimator=MedianBackground(), bkgrms_estimator=StdBackgroundRMS(),
-            exclude_percentile=50.0,
-        )
     levels = np.asarray(bkg.background_mesh, float).ravel()
     noises = np.asarray(bkg.background_rms_mesh, float).ravel()
     usable = np.isfinite(levels) & np.isfinite(noises)

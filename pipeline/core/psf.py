@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from skimage.feature import peak_local_max
 
-from pipeline.core.background import estimate_background
+from pipeline.core.background import estimate_background, noiseless_regions
 from pipeline.core.validation import count, real_image
 
 __all__ = ["PSFShape", "measure_psf", "moffat_alpha", "moffat_image"]
@@ -42,6 +42,19 @@ _HALF = 10
 #: extrapolated wings would be subtracted far beyond the star's light.
 MIN_BETA = 1.5
 
+#: ... and for a source fainter than ``BETA_MIN_SNR`` (peak, noise sigmas), whose core
+#: width and power index the noise leaves degenerate (a narrow core on broad wings fits
+#: it as well as the PSF), the smallest is ``FAINT_MIN_BETA``, the bottom of the range
+#: of seeing-limited PSFs.  This is the case of every star of a stretched (8-bit) frame
+#: below the white level: the stretch flattens their cores, their free fits end near
+#: beta = 1, and wings that broad took the light of the galaxies around the stars
+#: (survey benchmark, stretched-soft at seed + 5000: star flux left -9.9 % and
+#: extended RMSE 0.75 sigma with beta held at 1.5; -3.1 % and 0.66 sigma at 2).
+#: Brighter sources measure it, so a PSF of beta below 2 is still measured on linear
+#: data (1.8 to 0.01 on two benchmark frames rendered with it).
+BETA_MIN_SNR = 30.0
+FAINT_MIN_BETA = 2.0
+
 #: Which sources are fitted, tried in turn until one gives ``MIN_PSF_SOURCES`` (else
 #: the last, the loosest, is used): a neighbouring peak in or just outside the cutout
 #: brighter than the fraction of the candidate's disqualifies it, and so does a peak
@@ -50,6 +63,11 @@ MIN_BETA = 1.5
 #: over more sources absorbs is better than the median of two or three.
 _CANDIDATE_RULES = ((0.02, 10.0), (0.2, 10.0), (0.2, 5.0))
 MIN_PSF_SOURCES = 5
+
+#: A cutout may have up to this fraction of masked (NaN) pixels, none next to its
+#: peak: bad-pixel masks leave a percent or two of a frame NaN, and with no masked
+#: pixel allowed at all, nearly every 21 x 21 cutout was refused.
+MAX_MASKED_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -108,19 +126,22 @@ def _moffat(x, y, x0, y0, amplitude, alpha1, alpha2, angle, beta):
     return amplitude * (1.0 + (u / alpha1) ** 2 + (v / alpha2) ** 2) ** (-beta)
 
 
-def _fit_source(cutout, noise):
+def _fit_source(cutout, noise, min_beta=MIN_BETA):
     """Fit one cutout; ``(fwhm1, fwhm2, angle, beta, rms)`` or ``None`` if the fit
-    fails, ``rms`` the fit's residual RMS in units of the noise.
+    fails, ``rms`` the fit's residual RMS in units of the noise.  A free fit with a
+    power index below ``min_beta`` is fitted again at ``min_beta``.
 
     The fit runs in units of the noise, so that it is the same problem whatever the
-    image's units.
+    image's units.  NaN pixels (masked) are left out of it.
     """
     cutout = cutout / noise
     size = cutout.shape[0]
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    sky0 = float(np.median(np.concatenate([cutout[0], cutout[-1], cutout[:, 0],
-                                           cutout[:, -1]])))
+    sky0 = float(np.nanmedian(np.concatenate([cutout[0], cutout[-1], cutout[:, 0],
+                                              cutout[:, -1]])))
     peak = float(cutout[_HALF, _HALF]) - sky0
+    usable = np.isfinite(cutout)
+    x, y, cutout = x[usable], y[usable], cutout[usable]
     # Parameters: amplitude, x0, y0, sky, log alpha1, log alpha2, angle, log(beta - 1).
     start = np.array([peak, _HALF, _HALF, sky0, math.log(1.5), math.log(1.5), 0.0,
                       math.log(2.0)])
@@ -129,7 +150,7 @@ def _fit_source(cutout, noise):
         beta = 1.0 + math.exp(p[7]) if beta is None else beta
         model = p[3] + _moffat(x, y, p[1], p[2], p[0], math.exp(p[4]), math.exp(p[5]),
                                p[6], beta)
-        return (model - cutout).ravel()
+        return model - cutout
 
     try:
         # Trial steps may take a width to 0 or infinity; the optimiser rejects them
@@ -137,8 +158,8 @@ def _fit_source(cutout, noise):
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             fit = least_squares(residual, start, x_scale="jac", max_nfev=400)
             beta = 1.0 + math.exp(fit.x[7])
-            if beta < MIN_BETA:
-                beta = MIN_BETA
+            if beta < min_beta:
+                beta = min_beta
                 fit = least_squares(residual, fit.x[:7], x_scale="jac", max_nfev=400,
                                     kwargs={"beta": beta})
     except (ValueError, ArithmeticError):   # math.exp of a width run off to infinity
@@ -183,9 +204,11 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     ``MIN_PSF_SOURCES`` are that isolated, as on small crowded frames; then 5 sigma
     if fewer are that bright, as on stretched frames whose bright stars are all
     clipped) within 3 pixels of
-    their ``21 x 21`` cutout, no masked pixel in it, and a peak below 98 % of the
+    their ``21 x 21`` cutout, at most ``MAX_MASKED_FRACTION`` of it masked and nothing
+    next to the peak, and a peak below 98 % of the
     frame's largest value (where saturated stars are clipped).  A free fit with a
-    power index below ``MIN_BETA`` is fitted again at ``MIN_BETA``.  Galaxies among
+    power index below ``MIN_BETA`` (``FAINT_MIN_BETA`` below ``BETA_MIN_SNR``) is
+    fitted again at that value.  Galaxies among
     them are wider than the stars: the shape is the median of the sources whose FWHM
     lies within 15 % of the narrowest family's median, found by iterating
     ``median -> keep fwhm < 1.15 median``; each source weighs as its peak's
@@ -202,7 +225,8 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     """
     data = real_image(image, "image")
     max_sources = count(max_sources, "max_sources", minimum=1)
-    finite = np.isfinite(data)
+    # Regions without noise (a zero-filled border) are as masked as NaN pixels.
+    finite = np.isfinite(data) & ~noiseless_regions(data)
     level, noise = estimate_background(data)
     noise = max(noise, np.finfo(float).tiny)
     filled = np.where(finite, data, level) - level
@@ -253,14 +277,18 @@ def _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
         if peak < min_snr * noise or len(shapes) >= max_sources:
             continue
         window = (slice(row - _HALF, row + _HALF + 1), slice(col - _HALF, col + _HALF + 1))
-        if not finite[window].all() or peak >= ceiling:
+        core = (slice(row - 1, row + 2), slice(col - 1, col + 2))
+        masked = ~finite[window]
+        if masked.mean() > MAX_MASKED_FRACTION or not finite[core].all() \
+                or peak >= ceiling:
             continue
         near = ((np.abs(peaks[:, 0] - row) <= _HALF + 3)
                 & (np.abs(peaks[:, 1] - col) <= _HALF + 3)
                 & (brightness > neighbour_fraction * peak))
         if np.count_nonzero(near) > 1:  # another source that would bias the fit
             continue
-        fitted = _fit_source(filled[window], noise)
+        min_beta = MIN_BETA if peak >= BETA_MIN_SNR * noise else FAINT_MIN_BETA
+        fitted = _fit_source(np.where(masked, np.nan, filled[window]), noise, min_beta)
         if fitted is not None:
             shapes.append((*fitted, peak / noise))
     return shapes

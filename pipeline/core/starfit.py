@@ -56,7 +56,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.stats import SigmaClip
+from astropy.stats import SigmaClip, sigma_clipped_stats
 from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
 from scipy import ndimage
 from skimage.feature import peak_local_max
@@ -246,14 +246,19 @@ def _saturated(data, finite, level):
 
 
 def _background_maps(image, floor, mask=None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
-                            bkg_estimator=MedianBackground(),
-                            bkgrms_estimator=StdBackgroundRMS(), mask=mask,
-                            exclude_percentile=60)
-    rms = np.maximum(maps.background_rms, max(floor, np.finfo(float).tiny))
-    return maps.background, rms
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
+                                bkg_estimator=MedianBackground(),
+                                bkgrms_estimator=StdBackgroundRMS(), mask=mask,
+                                exclude_percentile=60)
+        background, rms = maps.background, maps.background_rms
+    except ValueError:  # every mesh mostly masked: flat maps of what is left
+        left = None if mask is None or mask.all() else mask
+        _, level, noise = sigma_clipped_stats(image, mask=left, sigma=3.0, maxiters=10)
+        background, rms = np.full(image.shape, level), np.full(image.shape, noise)
+    return background, np.maximum(rms, max(floor, np.finfo(float).tiny))
 
 
 class _WindowModel:
