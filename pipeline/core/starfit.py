@@ -41,7 +41,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
 
 4. the star-subtracted image denoised with non-local means in units of the noise map,
    with the subtracted stars' photon noise added (measured on their residuals), since
-   the starless scene is smooth where the stars were.
+   the starless scene is smooth where the stars were; under stars above 10 sigma,
+   where that photon noise dominates, the scene is the average over one FWHM.
 
 The loop over stars is Python, but each fit is compiled
 (:mod:`pipeline.core.profile_fit`): about 2-4 s for a 512 x 512 frame with 450-800
@@ -83,6 +84,13 @@ RESIDUE_MIN_SNR = 10.0
 #: The photon noise of the subtracted stars is measured on the pixels where their model
 #: exceeds this many noise sigmas.
 PHOTON_NOISE_MIN_SNR = 5.0
+#: Where the subtracted stars exceed this many sigmas of the sky's noise, what the
+#: denoising leaves is mostly their photon noise, and the scene is taken as the
+#: average of the starless image over a Gaussian one PSF FWHM wide.  (Survey benchmark
+#: frames: whole-frame RMSE on linear-mid 0.41 -> 0.23 sigma, 68 % of its squared
+#: error sat under stars above 100 sigma; summed over 14 linear and sky-subtracted
+#: frames 5.68 -> 4.81 sigma.  At 5 sigmas the average reached galaxies' edges.)
+STAR_NOISE_SNR = 10.0
 #: Median of a chi-square variable with one degree of freedom: the median of the squared
 #: residuals is this fraction of their variance.
 _CHI2_1_MEDIAN = 0.4549
@@ -685,6 +693,16 @@ def _fill_clipped_cores(starless, holes, background, finite):
         starless[grown][core] = background[grown][core] + max(level, 0.0)
 
 
+def _average_under_bright_stars(starless, valid, under, scale):
+    """Replace ``starless`` (in place) on ``under`` by its Gaussian average of width
+    ``scale`` over the ``valid`` pixels."""
+    if not under.any():
+        return
+    weight = ndimage.gaussian_filter(valid.astype(np.float64), scale)
+    average = ndimage.gaussian_filter(np.where(valid, starless, 0.0), scale)
+    starless[under] = average[under] / np.maximum(weight[under], np.finfo(float).tiny)
+
+
 def _with_star_photon_noise(residual, rms, model, usable):
     """The noise map with the photon noise of the subtracted stars added.
 
@@ -838,11 +856,13 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     extended = ndimage.binary_dilation(fitter.extended_cores, iterations=2)
     _fill_clipped_cores(starless, fitter.clipped & ~extended, background, valid)
     if denoise:
-        rms = _with_star_photon_noise(starless - background, rms, model,
-                                      valid & ~fitter.clipped)
-        normalised = (starless - background) / rms
-        starless = background + rms * denoise_nl_means(
+        noisy = _with_star_photon_noise(starless - background, rms, model,
+                                        valid & ~fitter.clipped)
+        normalised = (starless - background) / noisy
+        starless = background + noisy * denoise_nl_means(
             normalised, h=0.6, sigma=1.0, patch_size=5, patch_distance=6, fast_mode=True)
+        _average_under_bright_stars(starless, valid, model > STAR_NOISE_SNR * rms,
+                                    psf.fwhm)
     original = np.asarray(image, dtype=np.float64)
     starless[~valid] = original[~valid]
     stars = np.where(finite, original - starless, np.nan)
