@@ -457,6 +457,24 @@ def test_a_clipped_galaxy_stays_and_clipped_stars_go():
     assert abs(star_flux_left(fit.starless, truth, observed_stars, threshold=5.0)) < 0.1
 
 
+def test_saturated_stars_with_wings_broader_than_the_psf_go():
+    """Far above the sky (a full well, not a display's white level) a clipped source
+    is a star: the PSF measured on unsaturated stars' cores misses the wings of a
+    saturated one (a Kolmogorov PSF's fall as r^-11/3), and the clipped-galaxy test
+    kept such stars whole."""
+    image, truth, stars, _ = _scene(seed=21, sky=200.0)
+    broad = dataclasses.replace(PSF, beta=1.8)
+    rng = np.random.default_rng(22)
+    bright = sum(moffat_image(image.shape, x, y, rng.uniform(5e4, 2e5), broad)
+                 for x, y in rng.uniform(30, 226, (4, 2)))
+    full_well = 20000.0
+    observed = np.minimum(image + bright, full_well)
+    assert np.count_nonzero(observed == full_well) > 20
+    fit = fit_and_subtract_stars(observed, psf=PSF)
+    observed_stars = np.minimum(truth + stars + bright, full_well) - truth
+    assert abs(star_flux_left(fit.starless, truth, observed_stars)) < 0.1
+
+
 def test_unresolved_pairs_of_sharp_stars_are_not_taken_for_cusps():
     """On a frame of sharp stars (FWHM 2) a bright star with a fainter one 1-1.5
     FWHM away has no dip between them, and on its plane a profile narrower than the
