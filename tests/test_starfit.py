@@ -135,6 +135,17 @@ def test_an_unquantised_display_frame_clipped_at_its_black_point_works():
     assert rmse(starless, frame.truth) < 0.5 * rmse(frame.image, frame.truth)
 
 
+def test_infinite_pixels_are_masked_however_many():
+    """With +inf on most of the frame, the median that fills masked pixels was +inf,
+    and the denoising spread it into the finite pixels beside them."""
+    image, _, _, _ = _scene(seed=5)
+    image[:, 120:] = np.inf
+    fit = fit_and_subtract_stars(image)
+    finite = np.isfinite(image)
+    assert np.isfinite(fit.starless[finite]).all()
+    assert np.array_equal(fit.starless[~finite], image[~finite])
+
+
 def test_bad_input():
     with pytest.raises(TypeError, match="real"):
         fit_and_subtract_stars(np.ones((64, 64)) * 1j)

@@ -799,7 +799,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     finite = np.isfinite(data)
     if psf is None:
         psf = measure_psf(data)
-    level = float(np.nanmedian(data))
+    level = float(np.median(data[finite]))    # (not nanmedian: +-inf is masked too)
     noiseless = noiseless_regions(data)
     data[~finite] = level
     if saturation is None:
@@ -873,7 +873,8 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
                                     psf.fwhm)
     original = np.asarray(image, dtype=np.float64)
     starless[~valid] = original[~valid]
-    stars = np.where(finite, original - starless, np.nan)
+    stars = np.full(original.shape, np.nan)
+    stars[finite] = original[finite] - starless[finite]
     return StarFit(starless=starless, stars=stars, model=model, psf=psf,
                    n_stars=int(n_stars),
                    centres=np.array([star[1:] for star in fitter.stars],
