@@ -5,7 +5,8 @@ Moffat stars.  A long-exposure Kolmogorov PSF has the optical transfer function
 ``exp(-3.44 (f / f0)^(5/3))`` (Fried 1966); its core is close to a Moffat of large beta,
 but its wings fall as ``r^(-11/3)``, far above such a Moffat's, which matters around
 saturated stars.  Each frame: 512 x 512, sky 1000 ADU, gain 1.5, read noise 5 ADU, 600
-stars with a power-law flux (300 ADU up, slope -1.5, capped at 5e7), a full well of
+stars with a power-law flux (density F^-1.5 from 300 ADU to 5e7 ADU, as in
+``survey_frames.py``), a full well of
 50000 ADU, eight exponential-disc galaxies.  Stars are rendered on 64 x 64 stamps (wings
 cut 32 px out), shifted by a phase ramp.
 
@@ -30,6 +31,7 @@ import numpy as np
 
 import pipeline
 from pipeline.metrics import extended_rmse, star_flux_left
+from pipeline.synthetic import power_law
 
 STAMP = 64
 SKY, GAIN, READ_NOISE, FULL_WELL = 1000.0, 1.5, 5.0, 50000.0
@@ -71,7 +73,7 @@ def build(seed: int, fwhm: float, shape=(512, 512), n_stars=600):
     height, width = shape
     render = kolmogorov_renderer(fwhm)
     canvas = np.zeros((height + STAMP, width + STAMP))
-    flux = np.minimum(300.0 * (1.0 - rng.random(n_stars)) ** (-1.0 / 0.5), 5e7)
+    flux = power_law(rng, n_stars, 300.0, 5e7, -1.5)
     xs, ys = rng.uniform(0, width, n_stars), rng.uniform(0, height, n_stars)
     for x, y, total in zip(xs, ys, flux):
         col, row = int(np.floor(x)), int(np.floor(y))
