@@ -60,6 +60,18 @@ def test_stars_go_and_galaxies_stay():
     assert rmse(fit.starless, truth) < 5.0
 
 
+def test_a_large_pedestal_is_not_saturation():
+    """A coadd's sky of 200 000 e- under stars of a few thousand: 98 % of the
+    frame's maximum lies below its sky, and every sky pixel counted as clipped."""
+    image, truth, stars, _ = _scene(seed=1)
+    pedestal = 2e5
+    fit = fit_and_subtract_stars(image + pedestal)
+    plain = fit_and_subtract_stars(image)
+    assert abs(star_flux_left(fit.starless - pedestal, truth, stars)) < 0.05
+    # 4.6 with the level measured from zero, 1.3 without the pedestal.
+    assert rmse(fit.starless - pedestal, truth) < 1.05 * rmse(plain.starless, truth)
+
+
 def test_sky_subtracted_and_scaled_data_work_alike():
     image, truth, stars, _ = _scene(seed=1)
     for offset, scale in ((-200.0, 1.0), (-200.0, 0.01)):

@@ -68,7 +68,8 @@ from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
 from pipeline.core.psf import PSFShape, measure_psf, moffat_image
 from pipeline.core.validation import real_image, real_number
 
-__all__ = ["StarFit", "fit_and_subtract_stars", "saturation_level"]
+__all__ = ["StarFit", "fit_and_subtract_stars", "saturation_between", "saturation_level",
+           "typical_level_step"]
 
 #: Detection threshold, in units of the local noise.
 DETECTION_SIGMAS = 4.0
@@ -168,8 +169,14 @@ STREAK_MAX_SNR = 50.0
 MODEL_FLOOR = 0.05
 #: A clipped core is filled with the light of a ring this many pixels wide around it.
 CORE_RING = 3
-#: Plateaus of pixels at or above this fraction of the frame's maximum are saturated.
+#: Plateaus of pixels at or above this fraction of the way from the frame's typical
+#: level (its sky) to its maximum are saturated.  Measured from the sky, not from zero:
+#: on a frame with a large pedestal (a bias level of 60000 under stars of a few
+#: thousand counts) 98 % of the maximum lies below the sky itself.
 SATURATION_FRACTION = 0.98
+#: The typical level is the median of a regular subsample of about this many pixels,
+#: so that a tiled run computes the same level from a frame too large for memory.
+TYPICAL_LEVEL_SAMPLES = 100_000
 #: ... and so are two such pixels within this relative difference, which leaves room
 #: for a sky map subtracted after the clipping (sky-subtracted frames).
 FLAT_TOLERANCE = 1e-4
@@ -219,13 +226,27 @@ class StarFit:
     n_extended: int
 
 
+def typical_level_step(shape) -> int:
+    """Stride of the regular subsample whose median is a frame's typical level."""
+    return max(1, math.isqrt(math.prod(shape) // TYPICAL_LEVEL_SAMPLES))
+
+
+def saturation_between(typical, largest) -> float:
+    """The saturation level of a frame whose typical (sky) level and largest finite
+    value are given: ``SATURATION_FRACTION`` of the way from one to the other."""
+    return float(typical + SATURATION_FRACTION * (largest - typical))
+
+
 def saturation_level(image) -> float:
-    """The level at and above which a plateau of pixels is saturated: 98 % of the
-    largest finite value (``nan`` if there is none)."""
+    """The level at and above which a plateau of pixels is saturated: 98 % of the way
+    from the frame's typical level (the median of its finite pixels on a regular grid
+    of every :func:`typical_level_step`-th row and column) to its largest finite value;
+    ``nan`` if there is none."""
+    finite = np.where(np.isfinite(image), image, np.nan)
+    step = typical_level_step(finite.shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: nan, said above
-        return SATURATION_FRACTION * float(np.nanmax(np.where(np.isinf(image), np.nan,
-                                                              image)))
+        return saturation_between(np.nanmedian(finite[::step, ::step]), np.nanmax(finite))
 
 
 def _saturated(data, finite, level):

@@ -5,9 +5,10 @@ What makes the tiles agree with the whole-frame run
 1. **The frame's values come from the frame.**  The PSF is measured once, on the
    frame's :func:`~pipeline.core.sampling.psf_region` (the whole frame up to
    ``threshold_sample`` pixels, else its central square), exactly as the whole-frame
-   run measures it, and the saturation level is 98 % of the frame's maximum (a Dask
-   reduction): a tile without a saturated star must not take the flat top of its
-   brightest star for a clipped core.
+   run measures it, and so is the saturation level (98 % of the way from the median
+   of a regular subsample of the frame to its maximum, Dask reductions): a tile
+   without a saturated star must not take the flat top of its brightest star for a
+   clipped core.
 2. **Every tile sees its stars' whole neighbourhood.**  A star is fitted in a window
    of at most ``4.8 x FWHM``, the background map is a median of 32 x 32 boxes
    filtered over 3 x 3 of them and interpolated, and the denoising compares 5 x 5
@@ -26,12 +27,17 @@ from __future__ import annotations
 
 import time
 
+import dask
 import dask.array as da
 import numpy as np
 
 from pipeline.core.params import DiffusionParameters
 from pipeline.core.remove import frame_psf
-from pipeline.core.starfit import SATURATION_FRACTION, fit_and_subtract_stars
+from pipeline.core.starfit import (
+    fit_and_subtract_stars,
+    saturation_between,
+    typical_level_step,
+)
 from pipeline.tiling.tiles import (
     FIT_HALO,
     TiledResult,
@@ -47,7 +53,9 @@ def frame_saturation(array: da.Array) -> float:
     """The saturation level of a whole Dask frame (as
     :func:`pipeline.core.starfit.saturation_level` of the frame in memory)."""
     finite = da.where(da.isfinite(array), array, np.nan)
-    return SATURATION_FRACTION * float(da.nanmax(finite).compute())
+    step = typical_level_step(array.shape)
+    sample, largest = dask.compute(finite[::step, ::step], da.nanmax(finite))
+    return saturation_between(np.nanmedian(sample), largest)
 
 
 def fit_tile(block, core, ext, psf, saturation, halo):
