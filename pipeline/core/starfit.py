@@ -23,6 +23,10 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      inner light); a star blended with a neighbour, wide only over the window,
      goes, and so do two stars that two PSFs fit better, with a dip in the light
      between them or five times better than any single profile;
+   - a source around which, its own PSF taken off, the light just outside its window
+     exceeds the light further out by 0.5 sigma and 1 % of its peak, in every
+     quadrant and centred on it, is a galaxy's nucleus and stays (convolved with the
+     PSF, a concentrated galaxy's centre is no wider than a star);
    - a core that a profile narrower than 0.8 x PSF on its plane fits much better, and
      the PSF misses by more than 2 % of its peak, is no point source either (a
      galaxy's cusp, a cosmic ray) and stays, unless two PSFs fit it well (two stars
@@ -109,6 +113,18 @@ GALAXY_CHI2_GAIN = 25.0
 #: galaxy's own light falls off too little to tell.
 PEDESTAL_MIN_SNR = 10.0
 CENTRED_LIGHT = 0.25
+#: A source is a galaxy's nucleus (:meth:`_Fitter._nucleus`) when the light just
+#: outside its window, its own PSF taken off, exceeds the light further out by this
+#: many noise sigmas (stars of 10 sigmas and more on the benchmark frames: at most
+#: 0.62; the measurement's own noise: about 0.1) ...
+NUCLEUS_SIGMAS = 0.5
+#: ... and by this fraction of its peak (those stars: at most 0.55 % beyond 50 sigmas,
+#: 0.25 % beyond 80; a Kolmogorov star fitted with the best Moffat: 0.15 %; a Sersic
+#: galaxy of index 3 and effective radius 6 px convolved with the PSF: 1.5 %, of
+#: index 4 and radius 12 px: 0.7 %, whose nucleus still goes as a star).
+NUCLEUS_MIN_FRACTION = 0.01
+#: The noise of the median of n Gaussian values is this times sigma / sqrt(n).
+MEDIAN_NOISE = 1.2533
 #: A source that looks wider than the PSF without the plane is still a star when the
 #: PSF on its plane fits its core to within ``ON_PLANE_MAX_CHI2`` per pixel, with a
 #: chi-square lower than the wider profile's by ``ON_PLANE_CHI2_GAIN``: a star in front
@@ -440,6 +456,9 @@ class _Fitter:
                 > STREAK_ELONGATION:
             return False
         if not saturated and not blend_leftover:
+            if self._nucleus(row, col, window[0].start + y0, window[1].start + x0,
+                             amplitude):
+                return False
             dy, dx = np.ogrid[0:cut.shape[0], 0:cut.shape[1]]
             inner = usable & ((dy - y0) ** 2 + (dx - x0) ** 2
                               <= max(2.0, 0.8 * self.psf.fwhm) ** 2)
@@ -518,6 +537,53 @@ class _Fitter:
         ring = (distance > inner) & self.finite[box]
         values = (self.data[box] - self.model[box])[ring]
         return float(np.median(values)) if values.size else float("nan")
+
+    def _nucleus(self, row, col, y0, x0, amplitude):
+        """Whether the source centred at ``(y0, x0)``, of peak ``amplitude``, is the
+        nucleus of a galaxy, which no width test tells from a star: convolved with the
+        PSF, the centre of a concentrated galaxy (Sersic index 3 or 4) is as narrow
+        as the PSF.
+
+        Its own PSF taken off, the light in a ring just outside the source's window
+        exceeds the light further out by ``NUCLEUS_SIGMAS`` of the noise and
+        ``NUCLEUS_MIN_FRACTION`` of the peak, in each quadrant of the ring, and the
+        ring's first harmonic (how far off the source that light is centred) is at
+        most a quarter of that excess beyond twice its noise: the light falls off
+        away from the source in every direction, as a galaxy's does around its
+        nucleus.  A star beside a galaxy's centre or on a nebula's slope has that
+        light on one side; an elongated galaxy is point-symmetric.
+        """
+        box = self._window(row, col, self.core + 10)
+        rows, cols = np.ogrid[box[0], box[1]]
+        shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+        own = moffat_image(shape, x0 - box[1].start, y0 - box[0].start, amplitude,
+                           self.psf)
+        residual = self.data[box] - self.model[box] - own
+        distance = np.maximum(np.abs(rows - row), np.abs(cols - col))
+        near = self.finite[box] & (distance > self.core) & (distance <= self.core + 4)
+        far = self.finite[box] & (distance > self.core + 4)
+        whole_ring = (2 * self.core + 9) ** 2 - (2 * self.core + 1) ** 2
+        if near.sum() < whole_ring or not far.any():
+            return False    # (on the frame's edge or beside masked pixels: unknown)
+        far_level = float(np.median(residual[far]))
+        excess = float(np.median(residual[near])) - far_level
+        if excess <= max(NUCLEUS_SIGMAS * self.rms[row, col],
+                         NUCLEUS_MIN_FRACTION * amplitude):
+            return False
+        quadrants, noise = [], []
+        for below in (rows < y0, rows >= y0):
+            for left in (cols < x0, cols >= x0):
+                quadrant = near & below & left
+                quadrants.append(float(np.median(residual[quadrant])) - far_level)
+                noise.append(MEDIAN_NOISE * float(np.median(self.rms[box][quadrant]))
+                             / math.sqrt(quadrant.sum()))
+        # Quadrants 0 and 3, and 1 and 2, are opposite.
+        off_centre = 0.5 * math.hypot(
+            quadrants[1] + quadrants[3] - quadrants[0] - quadrants[2],
+            quadrants[2] + quadrants[3] - quadrants[0] - quadrants[1])
+        off_centre_noise = 0.5 * math.sqrt(sum(n * n for n in noise))
+        return (min(quadrants) > 0.0
+                and off_centre <= 2.0 * off_centre_noise + 0.25 * excess)
 
     def _pedestal(self, row, col):
         """The scene's light under a source that is not the source's own.
