@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_survey_quality.py              # 6 frames, 512 x 512
     .venv/bin/python benchmarks/bench_survey_quality.py --quick      # 2 frames, 256 x 256
     .venv/bin/python benchmarks/bench_survey_quality.py --json survey-quality.json
+    .venv/bin/python benchmarks/bench_survey_quality.py --convolve-galaxies --no-real
 
 Frames: :mod:`survey_frames` (stretched 0..255, linear ADU with a sky pedestal,
 sky-subtracted; Poisson + read noise, elliptical Moffat PSFs, saturated stars, Sersic
@@ -511,13 +512,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed-offset", type=int, default=0,
                     help="add this to every frame's seed: the same scenes' settings "
                          "with other stars, galaxies and noise (held-out frames)")
+    ap.add_argument("--convolve-galaxies", action="store_true",
+                    help="convolve the bright galaxies with the PSF, as in real frames "
+                         "(their nuclei then look like stars)")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
     specs = QUICK_SPECS if args.quick else FRAME_SPECS
     if args.frames:
         specs = [s for s in specs if s.name in args.frames]
-    specs = [dataclasses.replace(s, seed=s.seed + args.seed_offset) for s in specs]
+    specs = [dataclasses.replace(s, seed=s.seed + args.seed_offset,
+                                 convolve_galaxies=args.convolve_galaxies) for s in specs]
     print(f"destar {pipeline.__version__}; presets {sorted(PRESETS)}; default "
           f"{pipeline.DEFAULT_PRESET!r}; load {os.getloadavg()[0]:.2f}; "
           f"{len(specs)} frame(s)")

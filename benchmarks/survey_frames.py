@@ -13,7 +13,9 @@ benchmark's JSON) and built by :func:`build_frame`:
     the broad, Kolmogorov-like wings of real seeing-limited PSFs);
   * **brighter Sersic galaxies** whose surface brightness at the effective radius is set
     in units of the *effective* noise (the package scales its galaxies by the read noise
-    only, so on sky-limited frames they sink into the photon noise);
+    only, so on sky-limited frames they sink into the photon noise); with
+    ``convolve_galaxies`` they are convolved with the stars' PSF, as every galaxy of a
+    real frame (or of GalSim's) is, and their centres are no sharper than a star;
   * nebula and streak amplitudes given in units of the effective noise;
   * **photon noise of the whole scene** (sky + sources + stars) with a gain, on top of
     the package's read noise;
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.modeling.models import Sersic2D
 from astropy.visualization import AsinhStretch, ManualInterval
+from scipy.signal import fftconvolve
 
 from pipeline.synthetic import make_survey_frame, power_law
 
@@ -87,6 +90,7 @@ class FrameSpec:
     streak_sigmas: float = 0.0      # streak peak, effective sigma (0: none)
     streak_fwhm: float = 3.0
     saturate: float | None = 60000.0    # full well in ADU, pedestal included
+    convolve_galaxies: bool = False     # bright galaxies convolved with the PSF
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -202,6 +206,16 @@ def _stretch_params(sky, sigma):
     return vmin, vmax, 255.0 * slope / (vmax - vmin)
 
 
+def _psf_kernel(spec: FrameSpec) -> np.ndarray:
+    """The stars' PSF on a stamp holding all but 0.1 % of its flux, summing to 1."""
+    stamp = 2 * 60 + 1
+    kernel, _ = render_elliptical_moffat(
+        (stamp, stamp), np.array([60.0]), np.array([60.0]), np.array([1.0]),
+        fwhm=spec.fwhm, beta=spec.moffat_beta, ellipticity=spec.ellipticity,
+        theta=spec.psf_theta)
+    return kernel / kernel.sum()
+
+
 # --------------------------------------------------------------------------- builder
 def build_frame(spec: FrameSpec) -> Frame:
     """Build one frame, deterministically from ``spec`` (its seed included)."""
@@ -232,6 +246,8 @@ def build_frame(spec: FrameSpec) -> Frame:
             x_0=rng_gal.uniform(0.1, 0.9) * w, y_0=rng_gal.uniform(0.1, 0.9) * h,
             ellip=rng_gal.uniform(0.0, 0.7), theta=rng_gal.uniform(0.0, math.pi),
         )(xx, yy)
+    if spec.convolve_galaxies:
+        bright = fftconvolve(bright, _psf_kernel(spec), mode="same")
     truth_lin = base.truth + bright
     extended = truth_lin - sky_model
     extended_mask = extended > sigma_lin
