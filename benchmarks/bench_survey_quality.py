@@ -522,7 +522,8 @@ def main(argv=None) -> int:
     if args.frames:
         specs = [s for s in specs if s.name in args.frames]
     specs = [dataclasses.replace(s, seed=s.seed + args.seed_offset,
-                                 convolve_galaxies=args.convolve_galaxies) for s in specs]
+                                 convolve_galaxies=args.convolve_galaxies)
+             for s in specs]
     print(f"destar {pipeline.__version__}; presets {sorted(PRESETS)}; default "
           f"{pipeline.DEFAULT_PRESET!r}; load {os.getloadavg()[0]:.2f}; "
           f"{len(specs)} frame(s)")

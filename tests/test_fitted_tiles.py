@@ -80,7 +80,8 @@ def test_frame_saturation_is_that_of_the_frame_in_memory(frame):
     assert frame_saturation(da.from_array(with_inf, chunks=200)) == level
     # 98 % of the way from the sky (the median of a subsample) to the maximum.
     sky, largest = np.nanmedian(frame), np.nanmax(frame)
-    assert level == pytest.approx(sky + 0.98 * (largest - sky), abs=1e-3 * (largest - sky))
+    assert level == pytest.approx(sky + 0.98 * (largest - sky),
+                                  abs=1e-3 * (largest - sky))
 
 
 def test_tile_kernel_alone_counts_the_stars_of_its_core(frame):

@@ -206,8 +206,8 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     clipped) within 3 pixels of
     their ``21 x 21`` cutout, at most ``MAX_MASKED_FRACTION`` of it masked and nothing
     next to the peak, and a peak below 98 % of the
-    frame's largest value above the sky (where saturated stars are clipped).  A free fit with a
-    power index below ``MIN_BETA`` (``FAINT_MIN_BETA`` below ``BETA_MIN_SNR``) is
+    frame's largest value above the sky (where saturated stars are clipped).  A free
+    fit with a power index below ``MIN_BETA`` (``FAINT_MIN_BETA`` below ``BETA_MIN_SNR``) is
     fitted again at that value.  Galaxies among
     them are wider than the stars: the shape is the median of the sources whose FWHM
     lies within 15 % of the narrowest family's median, found by iterating

@@ -262,7 +262,8 @@ def saturation_level(image) -> float:
     step = typical_level_step(finite.shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: nan, said above
-        return saturation_between(np.nanmedian(finite[::step, ::step]), np.nanmax(finite))
+        return saturation_between(np.nanmedian(finite[::step, ::step]),
+                                  np.nanmax(finite))
 
 
 def _saturated(data, finite, level):
