@@ -32,8 +32,9 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      galaxy's cusp, a cosmic ray) and stays, unless two PSFs fit it well (two stars
      closer than the PSF resolves, no dip between them);
    - a source more elongated than the PSF (second-moment ellipticity in a one-FWHM
-     Gaussian window, larger by 0.25) and fainter than 50 sigma is a piece of a
-     streak and stays;
+     Gaussian window, larger by 0.25), fainter than 50 sigma and whose light goes
+     on along its major axis on both sides, its own PSF taken off, is a piece of a
+     streak and stays (two stars side by side are as elongated, but end there);
    - saturated stars are fitted on their unclipped wings (a clipped source whose
      unclipped light a wider profile fits twice as well as the PSF is a galaxy, and
      stays whole), and their clipped cores filled from the background map plus the
@@ -181,6 +182,14 @@ STREAK_ELONGATION = 0.25
 #: blended with a neighbour is elongated too, and faint streaks are the ones a star
 #: removal must not take for stars.
 STREAK_MAX_SNR = 50.0
+#: ... and whose light goes on along its major axis (to within 30 degrees) on both
+#: sides, from 1.5 to 3 FWHM from its centre, its own PSF taken off, above this many
+#: sigmas of the mean's noise: two stars side by side are as elongated as a streak.
+#: (On 48 benchmark frames the elongation test alone kept 118 sources of 6 to 50
+#: sigmas, of which 116 were stars, and 427 stars among 1075 fainter ones.)
+STREAK_REACH = (1.5, 3.0)
+STREAK_SIGMAS = 2.0
+STREAK_ANGLE_TOLERANCE = 30.0
 #: A star's model is subtracted out to where it falls below this fraction of the noise.
 MODEL_FLOOR = 0.05
 #: A clipped core is filled with the light of a ring this many pixels wide around it.
@@ -453,9 +462,11 @@ class _Fitter:
             return False
         local_noise = float(np.median(self.rms[window]))
         faint = amplitude <= STREAK_MAX_SNR * local_noise
-        if not saturated and faint and self._elongation(cut, usable, amplitude, x0, y0) \
-                > STREAK_ELONGATION:
-            return False
+        if not saturated and faint:
+            elongation, angle = self._elongation(cut, usable, amplitude, x0, y0)
+            if elongation > STREAK_ELONGATION and self._continues(
+                    window[0].start + y0, window[1].start + x0, angle, amplitude):
+                return False
         if not saturated and not blend_leftover:
             if self._nucleus(row, col, window[0].start + y0, window[1].start + x0,
                              amplitude):
@@ -607,7 +618,8 @@ class _Fitter:
         return max(near, 0.0)
 
     def _elongation(self, cut, usable, amplitude, x0, y0):
-        """How much more elongated the source is than the PSF.
+        """``(excess, angle)``: how much more elongated the source is than the PSF,
+        and the direction of its major axis (radians from the column axis).
 
         Ellipticities from second moments in a Gaussian window of one FWHM around the
         fitted centre, of the data and of the fitted PSF profile alike: a piece of a
@@ -621,15 +633,62 @@ class _Fitter:
             weights = window * np.clip(light, 0.0, None)
             total = weights.sum()
             if total <= 0:
-                return 0.0
+                return 0.0, 0.0
             xx, yy = (weights * dx**2).sum() / total, (weights * dy**2).sum() / total
             xy = (weights * dx * dy).sum() / total
             if xx + yy <= 0:
-                return 0.0      # all the light in one pixel at the centre: round
-            return math.hypot(xx - yy, 2.0 * xy) / (xx + yy)
+                return 0.0, 0.0     # all the light in one pixel at the centre: round
+            return (math.hypot(xx - yy, 2.0 * xy) / (xx + yy),
+                    0.5 * math.atan2(2.0 * xy, xx - yy))
 
         model = amplitude * self._profile(cut.shape, x0, y0)
-        return ellipticity(cut) - ellipticity(model)
+        data_ellipticity, angle = ellipticity(cut)
+        return data_ellipticity - ellipticity(model)[0], angle
+
+    def _continues(self, y0, x0, angle, amplitude):
+        """Whether the light of an elongated source centred at ``(y0, x0)`` goes on
+        along its major axis ``angle`` (radians from the column axis), on both
+        sides, beyond its own PSF: a streak does, two stars side by side (as
+        elongated as a streak) do not.
+
+        On each side, the mean of the light (the source's own PSF taken off) over a
+        band three pixels wide along the axis, from
+        ``STREAK_REACH[0]`` to ``STREAK_REACH[1]`` FWHM from the centre, must exceed
+        ``STREAK_SIGMAS`` times that mean's noise, for some direction within
+        ``STREAK_ANGLE_TOLERANCE`` of ``angle`` (the axis of a faint piece is known to
+        about that).
+        """
+        fwhm = self.psf.fwhm
+        along = np.arange(STREAK_REACH[0] * fwhm, STREAK_REACH[1] * fwhm + 0.5)
+        across = np.array([-1.0, 0.0, 1.0])
+        box = self._window(int(round(y0)), int(round(x0)),
+                           math.ceil(STREAK_REACH[1] * fwhm) + 2)
+        top, left = box[0].start, box[1].start
+        shape = (box[0].stop - top, box[1].stop - left)
+        # (Stars already fitted stay in: a piece of a streak taken for a star must
+        # not cut the streak short for its neighbours.)
+        light = self.data[box] - moffat_image(shape, x0 - left, y0 - top, amplitude,
+                                              self.psf)
+        noise = float(np.median(self.rms[box]))
+        tolerance = math.radians(STREAK_ANGLE_TOLERANCE)
+        for direction in angle + np.linspace(-tolerance, tolerance, 13):
+            cos, sin = math.cos(direction), math.sin(direction)
+            sides = []
+            for side in (1.0, -1.0):
+                t = side * along[:, None]
+                rows = (y0 - top + t * sin + across[None, :] * cos).ravel()
+                cols = (x0 - left + t * cos - across[None, :] * sin).ravel()
+                inside = ((rows >= 0) & (rows <= shape[0] - 1)
+                          & (cols >= 0) & (cols <= shape[1] - 1))
+                if not inside.any():
+                    return True     # (the frame's edge: nothing to tell)
+                values = ndimage.map_coordinates(light, [rows[inside], cols[inside]],
+                                                 order=1)
+                # (About one independent value per pixel of the band.)
+                sides.append(values.mean() * math.sqrt(values.size) / noise)
+            if min(sides) > STREAK_SIGMAS:
+                return True
+        return False
 
     @staticmethod
     def _wider(model: _WindowModel, pixels, params, plane=True):
