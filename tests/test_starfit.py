@@ -158,6 +158,30 @@ def test_infinite_pixels_are_masked_however_many():
     assert np.array_equal(fit.starless[~finite], image[~finite])
 
 
+@pytest.mark.parametrize("value, dtype", [(-32768.0, np.float32), (-1e10, np.float32),
+                                          (-1e10, np.float64), (-1e160, np.float64)])
+def test_pixels_far_below_the_sky_are_masked_data(value, dtype):
+    """A sentinel value or a cold column, far below the sky, comes out as it went in
+    and changes nothing around it.  Before, the fits and the denoising took them for
+    data: -32768 changed the starless image elsewhere by up to 78 ADU (noise 5),
+    -1e10 by 2e7, and -1e160 overflowed the background statistics."""
+    image, _, _, _ = _scene(seed=3)
+    image = image.astype(dtype)
+    clean = fit_and_subtract_stars(image)
+    bad = np.zeros(image.shape, bool)
+    bad[128, 60] = True
+    bad[30:60, 200] = True
+    holed = np.where(bad, dtype(value), image)
+    before = holed.copy()
+    fit = fit_and_subtract_stars(holed, psf=clean.psf)
+    assert np.array_equal(holed, before)
+    assert np.array_equal(fit.starless[bad], holed[bad])
+    assert not fit.stars[bad].any()
+    # Beside them, what a masked pixel changes (the patches that hold it): a small
+    # fraction of the noise.
+    assert np.abs(fit.starless - clean.starless)[~bad].max() < 0.5 * 5.0
+
+
 def test_bad_input():
     with pytest.raises(TypeError, match="real"):
         fit_and_subtract_stars(np.ones((64, 64)) * 1j)

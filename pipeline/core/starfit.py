@@ -9,7 +9,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    method works on linear, sky-subtracted and 0..255 data alike; regions of one value
    at or below the sky (:func:`pipeline.core.background.noiseless_regions`: a
    zero-filled border, a sky clipped at the black point) have no noise and are masked
-   data, like NaN;
+   data, like NaN, and so are pixels more than 20 sigma below the background (cold
+   pixels, bad columns, sentinel values such as -32768);
 2. the PSF measured on the image (:func:`pipeline.core.psf.measure_psf`);
 3. every source brighter than 4 sigma, brightest first and in three rounds, then the
    fainter ones that a PSF-matched filter finds above 5 sigma away from the bright
@@ -78,6 +79,12 @@ __all__ = ["StarFit", "fit_and_subtract_stars", "saturation_between", "saturatio
 
 #: Detection threshold, in units of the local noise.
 DETECTION_SIGMAS = 4.0
+#: A pixel further below the background map than this many noise sigmas is masked
+#: data, like NaN ...
+DEAD_SIGMAS = 20.0
+#: ... and so is one of this magnitude or more (the squares of the background
+#: statistics overflow).
+OVERFLOW_LIMIT = 1e150
 #: Fainter stars are found in a last round by a PSF-matched filter, at this
 #: signal-to-noise ratio: a star of FWHM 3 px with a peak of 2 noise sigmas reaches
 #: about 4.5.  Stretched frames put much of their star flux in such stars.
@@ -943,7 +950,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
        denoising", CVPR 2005.
     """
     data = real_image(image, "image", copy=True)
-    finite = np.isfinite(data)
+    # Values whose squares overflow in the background statistics are masked, like
+    # +-inf.
+    finite = np.abs(data) < OVERFLOW_LIMIT
     if psf is None:
         psf = measure_psf(data)
     level = float(np.median(data[finite]))    # (not nanmedian: +-inf is masked too)
@@ -959,6 +968,11 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     # mosaic's zero-filled border, a sky clipped at the black point): it is masked
     # data, like NaN, and comes out as it went in.
     no_data = noiseless & (data - background <= DETECTION_SIGMAS * rms)
+    # So is a pixel far below the sky, which no light and no noise put there: a cold
+    # pixel, a bad column, a sentinel value (-32768, -1e10).  Left in, it steers the
+    # fits around it, and a value like -1e10 the denoising's patch distances over
+    # the whole frame.
+    no_data |= finite & (data - background < -DEAD_SIGMAS * rms)
     valid = finite & ~no_data
     data[no_data] = background[no_data]
     sources = ndimage.binary_dilation((data - background) / rms > 3.0, iterations=2)
@@ -1021,6 +1035,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     original = np.asarray(image, dtype=np.float64)
     starless[~valid] = original[~valid]
     stars = np.full(original.shape, np.nan)
+    finite = np.isfinite(original)
     stars[finite] = original[finite] - starless[finite]
     return StarFit(starless=starless, stars=stars, model=model, psf=psf,
                    n_stars=int(n_stars),
