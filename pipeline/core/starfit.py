@@ -659,11 +659,10 @@ class _Fitter:
         elongated as a streak) do not.
 
         On each side, the mean of the light (the source's own PSF taken off) over a
-        band three pixels wide along the axis, from
-        ``STREAK_REACH[0]`` to ``STREAK_REACH[1]`` FWHM from the centre, must exceed
-        ``STREAK_SIGMAS`` times that mean's noise, for some direction within
-        ``STREAK_ANGLE_TOLERANCE`` of ``angle`` (the axis of a faint piece is known to
-        about that).
+        band three pixels wide along the axis, from ``STREAK_REACH[0]`` to
+        ``STREAK_REACH[1]`` FWHM from the centre, must exceed ``STREAK_SIGMAS`` times
+        that mean's noise, for some direction within ``STREAK_ANGLE_TOLERANCE`` of
+        ``angle`` (the axis of a faint piece is known to about that).
         """
         fwhm = self.psf.fwhm
         along = np.arange(STREAK_REACH[0] * fwhm, STREAK_REACH[1] * fwhm + 0.5)
@@ -1035,8 +1034,8 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     original = np.asarray(image, dtype=np.float64)
     starless[~valid] = original[~valid]
     stars = np.full(original.shape, np.nan)
-    finite = np.isfinite(original)
-    stars[finite] = original[finite] - starless[finite]
+    defined = np.isfinite(original)     # (pixels beyond OVERFLOW_LIMIT included)
+    stars[defined] = original[defined] - starless[defined]
     return StarFit(starless=starless, stars=stars, model=model, psf=psf,
                    n_stars=int(n_stars),
                    centres=np.array([star[1:] for star in fitter.stars],
