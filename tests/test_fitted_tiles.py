@@ -16,6 +16,7 @@ from pipeline.tiling import (FIT_HALO, default_halo, run_tiled, streams_tiles,
 from pipeline.tiling.fitted import fit_tile, fit_tiles, frame_saturation
 
 NOISE = 6.0
+SENTINELS = (-32768.0, -1e10)
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,10 @@ def frame():
                                noise_sigma=NOISE, saturate=2000.0)
     image = np.array(survey.image)
     image[300:306, 380:392] = np.nan  # masked data across a tile edge
+    # Lone sentinel values (no region of one value, which is masked anyway), on and
+    # beside tile edges.
+    for k, (row, col) in enumerate([(511, 100), (512, 300), (256, 600), (400, 255)]):
+        image[row, col] = SENTINELS[k % 2]
     return image
 
 
@@ -70,7 +75,11 @@ def test_tiled_survey_run_matches_the_whole_frame(frame, whole):
     nan = np.isnan(frame)
     assert np.array_equal(np.isnan(tiled), nan)
     assert np.array_equal(tiled[nan], frame[nan], equal_nan=True)
-    _agree(tiled, whole, nan)
+    # Pixels far below the sky are masked data in every tile, as in the frame.
+    bad = np.isin(frame, SENTINELS)
+    assert np.array_equal(tiled[bad], frame[bad])
+    assert np.array_equal(whole[bad], frame[bad])
+    _agree(tiled, whole, nan | bad)
 
 
 def test_frame_saturation_is_that_of_the_frame_in_memory(frame):
