@@ -93,6 +93,17 @@ def test_frame_saturation_is_that_of_the_frame_in_memory(frame):
                                   abs=1e-3 * (largest - sky))
 
 
+def test_values_beyond_the_overflow_limit_are_no_saturation_level(frame):
+    """The fits mask a pixel of 1e160 like +inf; the saturation level, measured on
+    the frame before the fits, must leave it out too (it was 0.98e160, and no
+    clipped star of the frame counted as saturated)."""
+    huge, masked = frame.copy(), frame.copy()
+    huge[100, 100], masked[100, 100] = 1e160, np.nan
+    level = saturation_level(masked)
+    assert saturation_level(huge) == level
+    assert frame_saturation(da.from_array(huge, chunks=200)) == level
+
+
 def test_tile_kernel_alone_counts_the_stars_of_its_core(frame):
     core, ext = (256, 512, 256, 512), (160, 608, 160, 608)
     fitted, psf = fit_tiles(da.from_array(frame, chunks=256), SURVEY)

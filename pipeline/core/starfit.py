@@ -74,8 +74,8 @@ from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
 from pipeline.core.psf import PSFShape, measure_psf, moffat_image
 from pipeline.core.validation import real_image, real_number
 
-__all__ = ["StarFit", "fit_and_subtract_stars", "saturation_between", "saturation_level",
-           "typical_level_step"]
+__all__ = ["StarFit", "defined_pixels", "fit_and_subtract_stars", "saturation_between",
+           "saturation_level", "typical_level_step"]
 
 #: Detection threshold, in units of the local noise.
 DETECTION_SIGMAS = 4.0
@@ -258,6 +258,14 @@ class StarFit:
     n_extended: int
 
 
+def defined_pixels(image):
+    """Where ``image`` holds data: finite and of magnitude below ``OVERFLOW_LIMIT``
+    (larger values are masked like +-inf).  NumPy or Dask, as given."""
+    # (A float64 bound: as a Python float it would be cast to float32 data's type,
+    # and overflow.)
+    return abs(image) < np.float64(OVERFLOW_LIMIT)
+
+
 def typical_level_step(shape) -> int:
     """Stride of the regular subsample whose median is a frame's typical level."""
     return max(1, math.isqrt(math.prod(shape) // TYPICAL_LEVEL_SAMPLES))
@@ -272,9 +280,9 @@ def saturation_between(typical, largest) -> float:
 def saturation_level(image) -> float:
     """The level at and above which a plateau of pixels is saturated: 98 % of the way
     from the frame's typical level (the median of its finite pixels on a regular grid
-    of every :func:`typical_level_step`-th row and column) to its largest finite value;
-    ``nan`` if there is none."""
-    finite = np.where(np.isfinite(image), image, np.nan)
+    of every :func:`typical_level_step`-th row and column) to its largest finite value,
+    pixels beyond :func:`defined_pixels` left out; ``nan`` if there is none."""
+    finite = np.where(defined_pixels(image), image, np.nan)
     step = typical_level_step(finite.shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: nan, said above
@@ -951,7 +959,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     data = real_image(image, "image", copy=True)
     # Values whose squares overflow in the background statistics are masked, like
     # +-inf.
-    finite = np.abs(data) < OVERFLOW_LIMIT
+    finite = defined_pixels(data)
     if psf is None:
         psf = measure_psf(data)
     level = float(np.median(data[finite]))    # (not nanmedian: +-inf is masked too)

@@ -34,6 +34,7 @@ import numpy as np
 from pipeline.core.params import DiffusionParameters
 from pipeline.core.remove import frame_psf
 from pipeline.core.starfit import (
+    defined_pixels,
     fit_and_subtract_stars,
     saturation_between,
     typical_level_step,
@@ -52,7 +53,7 @@ __all__ = ["fit_tile", "fit_tiles", "frame_saturation"]
 def frame_saturation(array: da.Array) -> float:
     """The saturation level of a whole Dask frame (as
     :func:`pipeline.core.starfit.saturation_level` of the frame in memory)."""
-    finite = da.where(da.isfinite(array), array, np.nan)
+    finite = da.where(defined_pixels(array), array, np.nan)
     step = typical_level_step(array.shape)
     sample, largest = dask.compute(finite[::step, ::step], da.nanmax(finite))
     return saturation_between(np.nanmedian(sample), largest)
