@@ -30,8 +30,9 @@ RMSE / sigma (pixels within a streak FWHM of its centre line), wall time.
 
 The summary checks the survey issue's targets for the default preset and prints
 PASS/FAIL for each; scale parity compares each frame's scene rendered in all three
-scales (12 more runs of the default preset).  ``--output`` gets PNG panels of two frames and of real images
-(the Hubble Deep Field from scikit-image and the paper's Malin images).
+scales (12 more runs of the default preset).  ``--output`` gets PNG panels of two
+frames and of real images (the Hubble Deep Field from scikit-image and the paper's
+Malin images).
 """
 
 from __future__ import annotations
