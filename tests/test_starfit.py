@@ -466,6 +466,33 @@ def test_bright_pairs_that_look_like_one_wide_source_go():
     assert np.sum(fit.starless[galaxy] - 200.0) == pytest.approx(galaxy_flux, rel=0.1)
 
 
+def test_bright_pairs_on_the_slope_of_a_galaxy_go_and_the_galaxy_stays():
+    """Two stars 1.4 FWHM apart (30 and 13 sigma) on the slope of a galaxy: two PSFs on
+    a flat pedestal miss by the slope, and the pair was kept as a galaxy (54 % of the
+    stars' flux left); on the window's plane they fit.  The galaxy's curved light,
+    once the pair is gone, is no second pair: a wider profile on the same plane fits
+    it as well."""
+    image, truth, stars, _ = _scene(seed=15)
+    yy, xx = np.mgrid[0:256, 0:256]
+    rng = np.random.default_rng(16)
+    centres = ((50, 60), (130, 70), (210, 60), (60, 190), (140, 180), (210, 200))
+    galaxies = sum(150.0 * np.exp(-np.hypot(xx - x, yy - y) / 10.0) for x, y in centres)
+    pairs = np.zeros_like(image)
+    for x, y in centres:
+        on_slope = rng.uniform(0, 2 * np.pi)
+        x, y = x + 8 * np.cos(on_slope), y + 8 * np.sin(on_slope)
+        along = rng.uniform(0, np.pi)
+        dx, dy = 0.7 * PSF.fwhm * np.cos(along), 0.7 * PSF.fwhm * np.sin(along)
+        pairs += moffat_image(image.shape, x + dx, y + dy, 150.0, PSF)
+        pairs += moffat_image(image.shape, x - dx, y - dy, 65.0, PSF)
+    fit = fit_and_subtract_stars(image + galaxies + pairs)
+    assert abs(star_flux_left(fit.starless, truth + galaxies, pairs,
+                              threshold=5.0)) < 0.15
+    inner = galaxies > 20.0
+    assert np.sum(fit.starless[inner] - truth[inner]) \
+        == pytest.approx(np.sum(galaxies[inner]), rel=0.05)
+
+
 def test_saturated_stars_on_a_nebula_leave_no_holes():
     """A clipped core hides the nebula's light too: it is filled from the light just
     around it, not from the sky map; and the rim of the core, where the fit of a

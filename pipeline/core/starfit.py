@@ -705,12 +705,9 @@ class _Fitter:
         return False
 
     @staticmethod
-    def _wider(model: _WindowModel, pixels, params, plane=True):
-        """``(width, chi2)``: the best width (in PSF widths) over ``pixels`` and its
-        chi-square, or 1 and the PSF's if not significantly better."""
-        psf_chi2 = float(np.sum(model.residuals(params, pixels) ** 2))
-        if pixels.sum() < 8 or psf_chi2 <= GALAXY_CHI2_GAIN:
-            return 1.0, psf_chi2    # (too few pixels, or no profile can do better)
+    def _wide_fit(model: _WindowModel, pixels, params, plane=True):
+        """``(width, chi2)`` of the profile of the best width (in PSF widths) over
+        ``pixels``, fitted from ``params``."""
         # Amplitude, centre, the plane unless it is held at zero, and the width.
         free = [0, 1, 2, 3, 4, 5, 6] if plane else [0, 1, 2, 6]
         height, width = model.cut.shape
@@ -719,9 +716,18 @@ class _Fitter:
         upper = np.array([np.inf, width + 5.0, height + 5.0, np.inf, np.inf, np.inf,
                           _WindowModel.WIDTH_RANGE[1]])
         wide, residuals = model.fit(params, pixels, free, lower[free], upper[free])
-        wide_chi2 = float(np.sum(residuals ** 2))
+        return float(wide[6]), float(np.sum(residuals ** 2))
+
+    @staticmethod
+    def _wider(model: _WindowModel, pixels, params, plane=True):
+        """``(width, chi2)``: the best width (in PSF widths) over ``pixels`` and its
+        chi-square, or 1 and the PSF's if not significantly better."""
+        psf_chi2 = float(np.sum(model.residuals(params, pixels) ** 2))
+        if pixels.sum() < 8 or psf_chi2 <= GALAXY_CHI2_GAIN:
+            return 1.0, psf_chi2    # (too few pixels, or no profile can do better)
+        width, wide_chi2 = _Fitter._wide_fit(model, pixels, params, plane)
         if psf_chi2 - wide_chi2 > GALAXY_CHI2_GAIN:
-            return float(wide[6]), wide_chi2
+            return width, wide_chi2
         return 1.0, psf_chi2
 
     def _pair(self, model: _WindowModel, usable, single, wide_chi2, *, dip=True):
@@ -738,6 +744,13 @@ class _Fitter:
         pair that fits ``PAIR_CLEAR_GAIN`` times better than the single profile, to
         within ``PAIR_CLEAR_MAX_CHI2`` per pixel, needs no dip: a galaxy's light is
         no sum of two PSFs.
+
+        With ``dip`` the pair sits on a free plane, as a single star does: two stars
+        on a galaxy's slope miss a flat pedestal by the slope, and were kept as a
+        galaxy.  Its rival is then the wider profile on a free plane too, which
+        fits a galaxy's curved light as well as two PSFs on a plane do.  Without
+        ``dip`` the pedestal stays flat: on a free plane, two PSFs fit a galaxy's
+        unresolved cusp better than any single width does.
         Returns ``(A1, x1, y1, A2, x2, y2)``.
         """
         # The single profile's centre lies between the two stars, and a fit from
@@ -745,7 +758,11 @@ class _Fitter:
         # brightest pixel and its largest excess over a star there.
         brightest = np.unravel_index(np.argmax(np.where(usable, model.cut, -np.inf)),
                                      model.cut.shape)
-        lower = np.array([0.0, -np.inf, -np.inf, 0.0, -np.inf, -np.inf])
+        free = range(9) if dip else range(6)
+        lower = np.array([0.0, -np.inf, -np.inf, 0.0, -np.inf, -np.inf,
+                          0.0, -np.inf, -np.inf])[:len(free)]
+        if dip:
+            wide_chi2 = min(wide_chi2, self._wide_fit(model, usable, single)[1])
         fitted, chi2 = None, np.inf
         for x0, y0 in ((single[1], single[2]), (brightest[1], brightest[0])):
             first = single[0] * model.profile(x0, y0) + single[3]
@@ -755,7 +772,7 @@ class _Fitter:
                 continue
             start = np.array([single[0], x0, y0, excess[row, col], col, row,
                               *single[3:]])
-            trial, residuals = model.fit(start, usable, range(6), lower, np.inf)
+            trial, residuals = model.fit(start, usable, free, lower, np.inf)
             trial_chi2 = float(np.sum(residuals ** 2))
             if trial_chi2 < chi2:
                 fitted, chi2 = trial, trial_chi2
