@@ -154,13 +154,13 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
                 warnings.simplefilter("ignore")
                 bkg = Background2D(
                     image, box, mask=bad, filter_size=1, sigma_clip=SigmaClip(sigma=3.0),
-                    bkg_estimator=MedianBackground(), bkgrms_estimator=StdBackgroundRMS(),
+                    bkg_estimator=MedianBackground(), bkg_rms_estimator=StdBackgroundRMS(),
                     exclude_percentile=50.0,
                 )
         except ValueError:  # every mesh mostly masked: a mosaic's small footprint
             bkg = None
     if bkg is None:
-        _, median, std = sigma_clipped_stats(image, mask=bad, sigma=3.0, maxiters=10)
+        _, median, std = sigma_clipped_stats(image[~bad], sigma=3.0, maxiters=10)
         return float(median), max(float(std), floor)
     levels = np.asarray(bkg.background_mesh, float).ravel()
     noises = np.asarray(bkg.background_rms_mesh, float).ravel()

@@ -328,7 +328,7 @@ def _background_maps(image, floor, mask=None):
             warnings.simplefilter("ignore")
             maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
                                 bkg_estimator=MedianBackground(),
-                                bkgrms_estimator=StdBackgroundRMS(), mask=mask,
+                                bkg_rms_estimator=StdBackgroundRMS(), mask=mask,
                                 exclude_percentile=60)
         background, rms = maps.background, maps.background_rms
     except ValueError:  # every mesh mostly masked: flat maps of what is left
