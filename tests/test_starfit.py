@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from pipeline import remove_stars
 from pipeline.core.background import black_clipped
 from pipeline.core.psf import PSFShape, moffat_image
 from pipeline.core.starfit import fit_and_subtract_stars
@@ -78,6 +79,22 @@ def test_sky_subtracted_and_scaled_data_work_alike():
         fit = fit_and_subtract_stars((image + offset) * scale)
         assert abs(star_flux_left(fit.starless, (truth + offset) * scale,
                                   stars * scale)) < 0.05
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation: the PSF's fits stop at scipy's default tolerance on a flat "
+    "valley of their cost (a faint source's core width against its beta), where "
+    "rounding decides the stop: beta 3.87 or 3.54, and the starless images differ by "
+    "up to 26 DN (noise 6).  Converged fits (tolerance 1e-12) pass this, but on "
+    "stretched frames they end at beta 8-17 and leave 25-31 % of the star flux"))
+def test_a_pedestal_moves_the_starless_image_by_that_pedestal_only():
+    """Linear data and the same data less a constant sky are one scene: the starless
+    images should differ by the constant."""
+    frame = make_survey_frame((256, 256), seed=3, n_stars=150, n_galaxies=6)
+    starless = remove_stars(frame.image)
+    for pedestal in (1000.0, -37.5):
+        moved = remove_stars(frame.image + pedestal) - pedestal
+        assert np.max(np.abs(moved - starless)) < 0.25 * frame.noise_sigma
 
 
 def test_saturated_stars_are_removed_with_their_wings():
