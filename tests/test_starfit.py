@@ -483,6 +483,17 @@ def test_bright_pairs_that_look_like_one_wide_source_go():
     assert np.sum(fit.starless[galaxy] - 200.0) == pytest.approx(galaxy_flux, rel=0.1)
 
 
+#: Centres (x, y) of the galaxies of :func:`_discs`.
+_DISC_CENTRES = ((50, 60), (130, 70), (210, 60), (60, 190), (140, 180), (210, 200))
+
+
+def _discs(shape):
+    """Exponential discs at ``_DISC_CENTRES``: 150 at the centre, scale length 10 px."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return sum(150.0 * np.exp(-np.hypot(xx - x, yy - y) / 10.0)
+               for x, y in _DISC_CENTRES)
+
+
 def test_bright_pairs_on_the_slope_of_a_galaxy_go_and_the_galaxy_stays():
     """Two stars 1.4 FWHM apart (30 and 13 sigma) on the slope of a galaxy: two PSFs on
     a flat pedestal miss by the slope, and the pair was kept as a galaxy (54 % of the
@@ -490,12 +501,10 @@ def test_bright_pairs_on_the_slope_of_a_galaxy_go_and_the_galaxy_stays():
     once the pair is gone, is no second pair: a wider profile on the same plane fits
     it as well."""
     image, truth, stars, _ = _scene(seed=15)
-    yy, xx = np.mgrid[0:256, 0:256]
     rng = np.random.default_rng(16)
-    centres = ((50, 60), (130, 70), (210, 60), (60, 190), (140, 180), (210, 200))
-    galaxies = sum(150.0 * np.exp(-np.hypot(xx - x, yy - y) / 10.0) for x, y in centres)
+    galaxies = _discs(image.shape)
     pairs = np.zeros_like(image)
-    for x, y in centres:
+    for x, y in _DISC_CENTRES:
         on_slope = rng.uniform(0, 2 * np.pi)
         x, y = x + 8 * np.cos(on_slope), y + 8 * np.sin(on_slope)
         along = rng.uniform(0, np.pi)
@@ -557,11 +566,9 @@ def test_bright_stars_in_front_of_galaxies_go_and_the_galaxies_stay():
     wider profile does, says it is a star in front of smooth light.  (44 % of the
     stars' flux was left before that test.)"""
     image, truth, stars, _ = _scene(seed=15)
-    yy, xx = np.mgrid[0:256, 0:256]
     rng = np.random.default_rng(16)
-    centres = ((50, 60), (130, 70), (210, 60), (60, 190), (140, 180), (210, 200))
-    galaxies = sum(150.0 * np.exp(-np.hypot(xx - x, yy - y) / 10.0) for x, y in centres)
-    in_front = _stars_beside(centres, 6, (400, 600), rng)
+    galaxies = _discs(image.shape)
+    in_front = _stars_beside(_DISC_CENTRES, 6, (400, 600), rng)
     fit = fit_and_subtract_stars(image + galaxies + in_front)
     assert abs(star_flux_left(fit.starless, truth + galaxies, in_front,
                               threshold=5.0)) < 0.05
