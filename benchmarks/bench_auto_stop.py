@@ -9,20 +9,26 @@ default, the top of the paper's range 30..300) and the PSNR against the truth is
 after every iteration: ``best n`` is the iteration with the highest PSNR, which needs
 the truth.  Then ``remove_stars``'s own path runs with ``stop="auto"`` and
 ``n_iter=--n-max`` (:func:`pipeline.core.remove.diagnose`, which reports the iterations
-run); ``auto n`` is where it stopped, and ``gap`` the PSNR it loses to the best n.  The
-auto result is checked against the scan's image after ``auto n`` iterations.
+run); ``auto n`` is the iteration it returned, and ``gap`` the PSNR it loses to the
+best n.  The auto result is checked against the scan's image after ``auto n``
+iterations.
 
-Frames (512 x 512 unless said otherwise), in two sets:
+Frames (512 x 512 unless said otherwise), in three sets:
 
-- ``tuning``, the frames the rule was chosen on: the six frames of
+- ``tuning``, the frames the first rule (the local stop settling, now the fallback
+  where no PSF can be measured) was chosen on: the six frames of
   ``bench_survey_quality.py`` (:data:`survey_frames.FRAME_SPECS`) and six
   :func:`pipeline.synthetic.make_survey_frame` frames (seeds 11-16);
-- ``held-out``, frames the rule was checked on after it was fixed: the six
+- ``held-out``, frames that rule was checked on after it was fixed: the six
   ``FRAME_SPECS`` with seeds + 1000 and one setting changed each, eight
   ``make_survey_frame`` frames (seeds 21-28, other noise, PSF, crowding, scales, no
   nebula), and the paper's synthetic test image (section 4: ``figure2a`` as the
   nebula and truth, ``figure2b - figure2a`` as the stars, 200 x 200) with two noise
-  seeds when ``../shared/paper`` is present.
+  seeds when ``../shared/paper`` is present;
+- ``check``, frames drawn after the rule steered by the PSF fit was fixed (it was
+  designed with the two sets above in view): the six ``FRAME_SPECS`` with seeds +
+  2000 and one setting changed each, and eight ``make_survey_frame`` frames (seeds
+  41-48).
 
 PSNR's data range is 255 on stretched frames and the truth's max - min otherwise, as in
 ``bench_survey_quality.py``.  The target is a gap of at most 0.3 dB on every frame.
@@ -81,6 +87,23 @@ HELD_OUT_SPEC_CHANGES = (
     {"fwhm": 2.6}, {"n_stars": 900}, {"nebula_sigmas": 15.0}, {"n_stars": 250},
     {"streak_sigmas": 4.0}, {"fwhm": 2.5},
 )
+#: The check set: frames drawn after the rule steered by the PSF fit was fixed, and
+#: run once.
+CHECK_SURVEY = (
+    (41, "stretched", {"n_stars": 600, "fwhm": 3.5}),
+    (42, "linear", {"noise_sigma": 8.0, "moffat_beta": 2.5}),
+    (43, "sky-subtracted", {"n_stars": 300, "nebula": 30.0}),
+    (44, "stretched", {"noise_sigma": 10.0, "n_galaxies": 16}),
+    (45, "linear", {"fwhm": 2.2, "n_stars": 1000, "streak": 20.0}),
+    (46, "sky-subtracted", {"noise_sigma": 4.0, "moffat_beta": 4.5}),
+    (47, "stretched", {"sky_gradient": (0.1, -0.05), "n_stars": 150}),
+    (48, "linear", {"noise_sigma": 20.0, "flux_range": (200.0, 1e5)}),
+)
+#: ... and one setting changed per FRAME_SPECS frame, with its seed + 2000.
+CHECK_SPEC_CHANGES = (
+    {"n_stars": 400}, {"fwhm": 3.2}, {"moffat_beta": 2.6}, {"nebula_sigmas": 5.0},
+    {"n_stars": 900}, {"ellipticity": 0.05},
+)
 
 
 def survey_frames(settings):
@@ -115,6 +138,15 @@ def held_out_frames():
         for seed in (0, 1):
             yield (f"paper-synthetic-{seed}", paper_synthetic(nebula, stars, seed=seed),
                    nebula, 255.0)
+
+
+def check_frames():
+    for spec, changes in zip(FRAME_SPECS, CHECK_SPEC_CHANGES):
+        spec = dataclasses.replace(spec, name=f"{spec.name}-c", seed=spec.seed + 2000,
+                                   **changes)
+        frame = build_frame(spec)
+        yield spec.name, frame.image, frame.truth, frame.data_range
+    yield from survey_frames(CHECK_SURVEY)
 
 
 def psnr_curve(image, truth, data_range, n_max, keep):
@@ -154,11 +186,12 @@ def run_frame(name, image, truth, data_range, n_max):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=("all", "tuning", "held-out"), default="all")
+    parser.add_argument("--set", choices=("all", "tuning", "held-out", "check"),
+                        default="all")
     parser.add_argument("--n-max", type=int, default=300)
     parser.add_argument("--json", type=Path, help="write the records here")
     args = parser.parse_args(argv)
-    sets = {"tuning": tuning_frames, "held-out": held_out_frames}
+    sets = {"tuning": tuning_frames, "held-out": held_out_frames, "check": check_frames}
     wanted = sets if args.set == "all" else {args.set: sets[args.set]}
     records = []
     print(f"{'set':9s} {'frame':24s} {'best n':>6s} {'best dB':>8s} {'auto n':>6s} "

@@ -354,6 +354,7 @@ def diffuse(
     k: float | None = None,
     masked: np.ndarray | None = None,
     record: tuple[int, ...] = (),
+    reference: np.ndarray | None = None,
 ) -> DiffusionResult:
     """Run the diffusion on a float64 image with no non-finite pixel.
 
@@ -371,10 +372,16 @@ def diffuse(
         Pixels that are not data (filled in ``image0``); no flux crosses their edges.
     record : tuple of int
         Iterations at which to keep :class:`Diagnostics`.  Costs nothing otherwise.
+    reference : ndarray, optional
+        For ``params.stop == "auto"``: a starless estimate of the same frame made
+        without the diffusion (the PSF fit of the ``survey`` preset), NaN where
+        unknown.  The result is then the iteration closest to it (RMS over the data
+        pixels where it is finite), and the run ends ``AUTO_STOP_WINDOW`` iterations
+        after that one without a closer one.
 
-    With ``params.stop == "auto"`` the run ends at the first iteration where
-    :func:`auto_stop_reached` holds, and at ``params.n_iter`` at the latest;
-    ``DiffusionResult.n_iter_run`` says where.
+    With ``params.stop == "auto"`` and no ``reference``, the run ends at the first
+    iteration where :func:`auto_stop_reached` holds, and at ``params.n_iter`` at the
+    latest.  ``DiffusionResult.n_iter_run`` says which iteration the result is.
     """
     run, ratio = start_diffusion(image0, params, bavg=bavg, noise=noise, k=k,
                                  masked=masked)
@@ -386,6 +393,15 @@ def diffuse(
     data = None if masked is None else ~masked
     n_data = image0.size if data is None else int(np.count_nonzero(data))
     stopped_fraction = np.zeros(params.n_iter)
+    steer = None
+    if auto and reference is not None:
+        steer = np.isfinite(reference) if data is None else np.isfinite(reference) & data
+    if steer is not None and not steer.any():
+        steer = None    # (nothing to steer by: the local stop's rule)
+    if steer is not None:
+        target = reference[steer]
+        closest_image, closest_stop = run.image.copy(), run.stop.copy()
+        closest_distance, closest_t = np.inf, 0
     t = 0
     for t in range(1, params.n_iter + 1):
         asymmetry = kernels.multiscale_asymmetry(run.image, params.q) if t in wanted else None
@@ -399,18 +415,29 @@ def diffuse(
                 local_stop=run.stop.copy(),
                 theta=theta,
             )
-        if auto:
+        if steer is not None:
+            distance = float(np.mean((run.image[steer] - target) ** 2))
+            if distance < closest_distance:
+                closest_distance, closest_t = distance, t
+                np.copyto(closest_image, run.image)
+                np.copyto(closest_stop, run.stop)
+            elif t - closest_t >= AUTO_STOP_WINDOW:
+                break
+        elif auto:
             off = run.stop == 0 if data is None else (run.stop == 0) & data
             stopped_fraction[t - 1] = np.count_nonzero(off) / max(n_data, 1)
             if auto_stop_reached(stopped_fraction[:t]):
                 break
+    image, stop = run.image, run.stop
+    if steer is not None and closest_t > 0:
+        image, stop, t = closest_image, closest_stop, closest_t
     return DiffusionResult(
-        image=run.image,
+        image=image,
         stats=run.stats,
         enhancement_ratio=ratio,
         signal=run.signal,
         background=run.background,
-        stop=run.stop,
+        stop=stop,
         diagnostics=diagnostics,
         n_iter_run=t,
     )

@@ -81,22 +81,23 @@ class DiffusionParameters:
     stop : {"fixed", "auto"}
         When the diffusion ends.  ``"fixed"``: after exactly ``n_iter`` iterations,
         as in the paper, whose authors chose n by trial and error (30 to 300).
-        ``"auto"``: ``n_iter`` is the largest number of iterations, and the run ends
-        earlier once the local stop has settled: when the fraction of pixels it
-        switches off, averaged over the last ``AUTO_STOP_WINDOW`` (30) iterations,
-        has fallen by less than ``AUTO_STOP_TOLERANCE`` (2 %, relative) from its
-        average over the 30 iterations before
-        (:func:`pipeline.core.diffusion.auto_stop_reached`).  While that fraction
-        falls, the local stop is still releasing structures it protected (stars
-        being eroded); once it is steady, the pixels that diffuse are those that will
-        keep diffusing, their noise is gone, and further iterations only blur.  The
-        rule needs no truth and no noise estimate; the earliest stop is iteration 60.
-        Measured (``benchmarks/bench_auto_stop.py``, n_iter 300): within 0.3 dB
-        PSNR of the best n on 24 of 28 synthetic frames, up to 1.1 dB short where
-        stars on a frame with almost nothing stopped are still being eroded at 300.
-        The iterations run are reported as ``DiffusionResult.n_iter_run``.  Whole-
-        frame runs only: a tiled run must know its halo, hence its ``n_iter``, before
-        it starts, and raises ``ValueError``.
+        ``"auto"``: ``n_iter`` is the largest number of iterations, and the result is
+        the iteration closest to a starless estimate made without the diffusion:
+        the ``survey`` preset's PSF fit of the same frame, the RMS difference over
+        the data pixels after every iteration; the run ends ``AUTO_STOP_WINDOW``
+        (30) iterations after the closest one without a closer one.  The PSNR
+        against the truth peaks where the diffusion has eroded the stars and not yet
+        blurred the rest; the PSF fit has done the first and not the second, so the
+        diffusion comes closest to it about there too.  Measured (``benchmarks/bench_auto_stop.py``, n_iter
+        300): see benchmarks/README.md.  On a frame where no PSF can be measured
+        (no isolated star), the run ends once the local stop has settled instead:
+        when the fraction of pixels it switches off, averaged over the last
+        ``AUTO_STOP_WINDOW`` iterations, has fallen by less than
+        ``AUTO_STOP_TOLERANCE`` (2 %, relative) from its average over the 30 before
+        (:func:`pipeline.core.diffusion.auto_stop_reached`; earliest stop: iteration
+        60).  ``DiffusionResult.n_iter_run`` is the iteration returned.  Whole-frame
+        runs only: a tiled run must know its halo, hence its ``n_iter``, before it
+        starts, and raises ``ValueError``.
 
     References
     ----------

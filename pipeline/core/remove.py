@@ -126,7 +126,9 @@ def background_for(plane: np.ndarray, params: DiffusionParameters) -> tuple[floa
 def _run_plane(plane, params, record) -> DiffusionResult:
     work, mask = prepare_plane(plane)
     bavg, noise = background_for(plane, params)
-    result = diffuse(work, params, bavg=bavg, noise=noise, masked=mask, record=record)
+    reference = _stop_reference(plane, params) if params.stop == "auto" else None
+    result = diffuse(work, params, bavg=bavg, noise=noise, masked=mask, record=record,
+                     reference=reference)
     if mask is not None:
         result.image[mask] = plane[mask]
     return result
@@ -149,10 +151,26 @@ def frame_psf(plane, params):
                          "preset='paper' (the paper's diffusion) needs none") from exc
 
 
+def _stop_reference(plane, params):
+    """The PSF fit's starless image that ``stop="auto"`` steers the diffusion by, or
+    ``None`` (the stop then watches the local stop settle) where no PSF can be
+    measured."""
+    try:
+        psf = frame_psf(plane, params)
+    except ValueError:
+        return None
+    return _psf_starless(plane, psf)
+
+
+def _psf_starless(plane, psf) -> np.ndarray:
+    """The ``survey`` preset's starless plane: the stars fitted with ``psf``."""
+    return fit_and_subtract_stars(plane, psf=psf,
+                                  saturation=saturation_level(plane)).starless
+
+
 def _starless_plane(plane, params) -> np.ndarray:
     if params.star_model == "psf":
-        return fit_and_subtract_stars(plane, psf=frame_psf(plane, params),
-                                      saturation=saturation_level(plane)).starless
+        return _psf_starless(plane, frame_psf(plane, params))
     return _run_plane(plane, params, ()).image
 
 
