@@ -42,7 +42,8 @@ PAPER_BACKGROUND_TO_NOISE = 46.0 / 17.1
 
 #: Iterations per window of the automatic stop (``stop="auto"``).  The stopped
 #: fraction flickers from one iteration to the next as residue groups cross theta;
-#: 30 iterations average that out (20 did not, on the benchmark frames).
+#: 30 iterations average that out (20 did not, on the benchmark frames).  Steered by a
+#: reference, the run looks this many iterations past the closest one for a closer one.
 AUTO_STOP_WINDOW = 30
 
 #: Relative fall of the windowed stopped fraction below which the local stop counts
@@ -104,8 +105,8 @@ class DiffusionResult:
     background: np.ndarray
     stop: np.ndarray
     diagnostics: dict[int, Diagnostics] = field(default_factory=dict)
-    #: Iterations actually run: ``n_iter``, or fewer where ``stop="auto"`` ended the
-    #: run early.
+    #: The iteration whose image this is: ``n_iter``, or the one ``stop="auto"``
+    #: chose (the run may have gone on for up to ``AUTO_STOP_WINDOW`` more).
     n_iter_run: int = 0
 
     @property
