@@ -88,7 +88,8 @@ class DiffusionParameters:
         (30) iterations after the closest one without a closer one.  The PSNR
         against the truth peaks where the diffusion has eroded the stars and not yet
         blurred the rest; the PSF fit has done the first and not the second, so the
-        diffusion comes closest to it about there too.  Measured (``benchmarks/bench_auto_stop.py``, n_iter
+        diffusion comes closest to it about there too.  It costs one ``survey`` run
+        of the frame on top of the diffusion.  Measured (``benchmarks/bench_auto_stop.py``, n_iter
         300): see benchmarks/README.md.  On a frame where no PSF can be measured
         (no isolated star), the run ends once the local stop has settled instead:
         when the fraction of pixels it switches off, averaged over the last
