@@ -1,11 +1,14 @@
 """Warning filters that survive the thread-unsafe ``catch_warnings`` of tiles on threads."""
 
+import threading
+import time
 import warnings
 
 import numpy as np
 from astropy.stats import sigma_clip
 from astropy.utils.exceptions import AstropyUserWarning
 
+from pipeline.core.background import silenced
 from pipeline.tiling import tile_warning_filters
 
 
@@ -48,3 +51,31 @@ def test_the_tile_filters_are_removed_on_exit():
     with tile_warning_filters():
         assert len(warnings.filters) > len(before)
     assert warnings.filters == before
+
+
+def test_silenced_blocks_on_two_threads_take_turns():
+    """The package's own silencing (photutils' Background2D in every tile) cannot
+    interleave as above, so it holds when a lazy result is computed outside
+    ``tile_warning_filters``: a second thread waits until the first block is left."""
+    entered, release, order = threading.Event(), threading.Event(), []
+
+    def tile_a():
+        with silenced(AstropyUserWarning):
+            order.append("a in")
+            entered.set()
+            release.wait(5)
+            order.append("a out")
+
+    def tile_b():
+        entered.wait(5)
+        with silenced(AstropyUserWarning):
+            order.append("b in")
+
+    threads = [threading.Thread(target=tile_a), threading.Thread(target=tile_b)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)     # (time for tile B to enter, were it not held)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["a in", "a out", "b in"]

@@ -10,6 +10,8 @@ raise the meshes they cover, so they do not bias the estimate as a global mean w
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 
 import numpy as np
@@ -18,7 +20,21 @@ from photutils.background import Background2D, MedianBackground, StdBackgroundRM
 from scipy import ndimage
 
 __all__ = ["estimate_background", "background_stride", "black_clipped", "constant_regions",
-           "noiseless_regions", "noise_floor", "MAX_BACKGROUND_PIXELS"]
+           "noiseless_regions", "noise_floor", "silenced", "MAX_BACKGROUND_PIXELS"]
+
+#: ``warnings.catch_warnings`` saves the process's filter list on entry and restores it
+#: on exit: two threads silencing a warning at once (tiles on Dask's threads) restore
+#: each other's lists and let it through.  Blocks of :func:`silenced` take turns.
+_SILENCING = threading.RLock()
+
+
+@contextlib.contextmanager
+def silenced(category=Warning):
+    """Ignore ``category`` warnings in this block, one thread at a time."""
+    with _SILENCING, warnings.catch_warnings():
+        warnings.simplefilter("ignore", category)
+        yield
+
 
 #: Fraction of meshes, darkest first, taken to be star-and-sky only.
 _DARK_FRACTION = 0.25
@@ -149,9 +165,8 @@ def estimate_background(image: np.ndarray, *, mask: np.ndarray | None = None,
     bkg = None
     if shorter >= 2 * box:
         try:
-            with warnings.catch_warnings():
-                # Meshes that are mostly masked are excluded by photutils with a warning.
-                warnings.simplefilter("ignore")
+            # Meshes that are mostly masked are excluded by photutils with a warning.
+            with silenced():
                 bkg = Background2D(
                     image, box, mask=bad, filter_size=1, sigma_clip=SigmaClip(sigma=3.0),
                     bkg_estimator=MedianBackground(), bkg_rms_estimator=StdBackgroundRMS(),

@@ -59,7 +59,6 @@ tiled run is :mod:`pipeline.tiling.fitted`.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +68,7 @@ from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.restoration import denoise_nl_means
 
-from pipeline.core.background import noise_floor, noiseless_regions
+from pipeline.core.background import noise_floor, noiseless_regions, silenced
 from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
 from pipeline.core.psf import PSFShape, measure_psf, moffat_image
 from pipeline.core.validation import real_image, real_number
@@ -294,8 +293,7 @@ def saturation_level(image) -> float:
     pixels beyond :func:`defined_pixels` left out; ``nan`` if there is none."""
     finite = np.where(defined_pixels(image), image, np.nan)
     step = typical_level_step(finite.shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: nan, said above
+    with silenced(RuntimeWarning):  # all-NaN: nan, said above
         return saturation_between(np.nanmedian(finite[::step, ::step]),
                                   np.nanmax(finite))
 
@@ -334,8 +332,7 @@ def _saturated(data, finite, level):
 
 def _background_maps(image, floor, mask=None):
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
                                 bkg_estimator=MedianBackground(),
                                 bkg_rms_estimator=StdBackgroundRMS(), mask=mask,

@@ -5,8 +5,11 @@ entry and restores it on exit.  When two tiles on Dask's threads each silence a
 warning that way (photutils' ``Background2D`` silences the one astropy's sigma
 clipping raises for the masked pixels it fills with NaN), the tile that finishes first
 restores a list without the other's filter, and the other tile's warning reaches the
-user although both meant to silence it.  Filters installed before the threads start
-are in every list saved after, so no restore removes them.
+user although both meant to silence it.  The package's own silencing blocks take turns
+(:func:`pipeline.core.background.silenced`, around every ``Background2D``); these
+filters also cover any other code that silences warnings that way on the tiles'
+threads.  Filters installed before the threads start are in every list saved after, so
+no restore removes them.
 """
 
 from __future__ import annotations
