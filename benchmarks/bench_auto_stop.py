@@ -120,12 +120,17 @@ def tuning_frames():
     yield from survey_frames(TUNING_SURVEY)
 
 
-def held_out_frames():
-    for spec, changes in zip(FRAME_SPECS, HELD_OUT_SPEC_CHANGES):
-        spec = dataclasses.replace(spec, name=f"{spec.name}-h", seed=spec.seed + 1000,
-                                   **changes)
+def changed_spec_frames(all_changes, suffix, seed_offset):
+    """The FRAME_SPECS frames with their seed moved and one setting changed each."""
+    for spec, changes in zip(FRAME_SPECS, all_changes):
+        spec = dataclasses.replace(spec, name=f"{spec.name}{suffix}",
+                                   seed=spec.seed + seed_offset, **changes)
         frame = build_frame(spec)
         yield spec.name, frame.image, frame.truth, frame.data_range
+
+
+def held_out_frames():
+    yield from changed_spec_frames(HELD_OUT_SPEC_CHANGES, "-h", 1000)
     yield from survey_frames(HELD_OUT_SURVEY)
     if (PAPER_DIR / "figure2a.jpg").exists() and (PAPER_DIR / "figure2b.jpg").exists():
         from PIL import Image
@@ -141,11 +146,7 @@ def held_out_frames():
 
 
 def check_frames():
-    for spec, changes in zip(FRAME_SPECS, CHECK_SPEC_CHANGES):
-        spec = dataclasses.replace(spec, name=f"{spec.name}-c", seed=spec.seed + 2000,
-                                   **changes)
-        frame = build_frame(spec)
-        yield spec.name, frame.image, frame.truth, frame.data_range
+    yield from changed_spec_frames(CHECK_SPEC_CHANGES, "-c", 2000)
     yield from survey_frames(CHECK_SURVEY)
 
 
