@@ -397,8 +397,8 @@ def diffuse(
     steer = None
     if auto and reference is not None:
         steer = np.isfinite(reference) if data is None else np.isfinite(reference) & data
-    if steer is not None and not steer.any():
-        steer = None    # (nothing to steer by: the local stop's rule)
+        if not steer.any():
+            steer = None    # (nothing to steer by: the local stop's rule)
     if steer is not None:
         target = reference[steer]
         closest_image, closest_stop = run.image.copy(), run.stop.copy()
