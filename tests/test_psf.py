@@ -157,3 +157,31 @@ def test_a_psf_rests_on_several_sources_when_the_strict_rule_finds_few():
     psf = measure_psf(image)
     assert psf.n_stars >= 8
     assert psf.fwhm == pytest.approx(true.fwhm, rel=0.1)
+
+
+def _faint_sky_field(seed, *, gain):
+    """Isolated stars of 30-300 sigma on a faint sky (50 ADU, read noise 5 ADU), with
+    the photon noise of ``gain`` e-/ADU (``None``: the same noise level, Gaussian and
+    alike everywhere)."""
+    rng = np.random.default_rng(seed)
+    noise = math.sqrt(5.0**2 + 50.0)
+    light = np.full((256, 256), 50.0)
+    for _ in range(40):
+        x, y = rng.uniform(10, 246, 2)
+        light += moffat_image(light.shape, x, y, rng.uniform(30, 300) * noise, TRUE)
+    if gain is None:
+        return light + rng.normal(0, noise, light.shape)
+    return rng.poisson(light * gain) / gain + rng.normal(0, 5.0, light.shape)
+
+
+@pytest.mark.parametrize("gain", [0.5, 2.0])
+def test_the_stars_photon_noise_is_measured(gain):
+    """Photon noise adds ``light / gain`` to a star's variance in ADU."""
+    for seed in range(2):
+        psf = measure_psf(_faint_sky_field(seed, gain=gain))
+        assert psf.light_variance == pytest.approx(1.0 / gain, rel=0.3)
+
+
+def test_noise_that_does_not_grow_with_the_light_has_no_photon_noise():
+    for seed in range(2):
+        assert measure_psf(_faint_sky_field(seed, gain=None)).light_variance < 0.05

@@ -30,7 +30,7 @@ from skimage.feature import peak_local_max
 from pipeline.core.background import estimate_background, noiseless_regions
 from pipeline.core.validation import count, real_image
 
-__all__ = ["PSFShape", "measure_psf", "moffat_alpha", "moffat_image"]
+__all__ = ["PSFShape", "light_variance", "measure_psf", "moffat_alpha", "moffat_image"]
 
 #: Half-side of the fitted cutout, in pixels.
 _HALF = 10
@@ -69,6 +69,14 @@ MIN_PSF_SOURCES = 5
 #: pixel allowed at all, nearly every 21 x 21 cutout was refused.
 MAX_MASKED_FRACTION = 0.1
 
+#: The photon noise of a source is measured on its pixels brighter than this many
+#: noise sigmas (fainter ones carry too little of it to measure).
+PHOTON_NOISE_MIN_SNR = 5.0
+
+#: Median of a chi-square variable with one degree of freedom: the median of the
+#: squared residuals is this fraction of their variance.
+CHI2_1_MEDIAN = 0.4549
+
 
 @dataclass(frozen=True)
 class PSFShape:
@@ -87,6 +95,11 @@ class PSFShape:
         the row (y) axis, in ``[0, pi)``.
     n_stars : int
         Sources the shape is the median over.
+    light_variance : float
+        The variance of those sources' noise per unit of their light, beyond the
+        sky's: their photon noise, ``1 / gain`` on linear data in ADU, about 0 on
+        stretched data (whose stretch compresses the noise of bright pixels) and
+        where the sky's noise dominates.  0 if not measured.
     """
 
     fwhm: float
@@ -94,6 +107,7 @@ class PSFShape:
     ellipticity: float
     angle: float
     n_stars: int
+    light_variance: float = 0.0
 
     @property
     def core_widths(self) -> tuple[float, float]:
@@ -126,10 +140,20 @@ def _moffat(x, y, x0, y0, amplitude, alpha1, alpha2, angle, beta):
     return amplitude * (1.0 + (u / alpha1) ** 2 + (v / alpha2) ** 2) ** (-beta)
 
 
+def light_variance(residuals, noise, light) -> float:
+    """The variance per unit of ``light`` beyond ``noise**2`` of fit ``residuals``
+    (arrays alike): the median of ``(residuals**2 / CHI2_1_MEDIAN - noise**2) /
+    light``, so that no gain is needed and a few outliers (a neighbour, a cosmic ray)
+    do not count."""
+    return float(np.median((residuals ** 2 / CHI2_1_MEDIAN - noise ** 2) / light))
+
+
 def _fit_source(cutout, noise, min_beta=MIN_BETA):
-    """Fit one cutout; ``(fwhm1, fwhm2, angle, beta, rms)`` or ``None`` if the fit
-    fails, ``rms`` the fit's residual RMS in units of the noise.  A free fit with a
-    power index below ``min_beta`` is fitted again at ``min_beta``.
+    """Fit one cutout; ``(fwhm1, fwhm2, angle, beta, rms, light_variance)`` or
+    ``None`` if the fit fails, ``rms`` the fit's residual RMS in units of the noise,
+    ``light_variance`` (:func:`light_variance`, in units of the noise) that of its
+    pixels above ``PHOTON_NOISE_MIN_SNR``, ``nan`` if it has fewer than 5.  A free fit
+    with a power index below ``min_beta`` is fitted again at ``min_beta``.
 
     The fit runs in units of the noise, so that it is the same problem whatever the
     image's units.  NaN pixels (masked) are left out of it.
@@ -173,7 +197,12 @@ def _fit_source(cutout, noise, min_beta=MIN_BETA):
         f1, f2, angle = f2, f1, angle + math.pi / 2
     if not 0.5 < f2 <= f1 < _HALF:
         return None
-    return f1, f2, angle % math.pi, beta, float(np.sqrt(np.mean(fit.fun ** 2)))
+    light = _moffat(x, y, x0, y0, amplitude, math.exp(la1), math.exp(la2), fit.x[6], beta)
+    bright = light > PHOTON_NOISE_MIN_SNR
+    variance = (light_variance(fit.fun[bright], 1.0, light[bright])
+                if np.count_nonzero(bright) >= 5 else float("nan"))
+    return (f1, f2, angle % math.pi, beta, float(np.sqrt(np.mean(fit.fun ** 2))),
+            variance)
 
 
 def measure_psf(image, *, max_sources=40) -> PSFShape:
@@ -215,7 +244,9 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     signal-to-noise ratio divided by its fit's chi-square per pixel (at least 1), so
     that a star on a nebula's slope or a blend, which the profile fits badly, counts
     little however bright it is.  On a stretched (non-linear) frame the result is the
-    stretched profile's shape, not the optics'.
+    stretched profile's shape, not the optics'.  The photon noise
+    (``light_variance``) is the median over the kept sources of
+    :func:`light_variance` on their pixels above ``PHOTON_NOISE_MIN_SNR``, at least 0.
 
     References
     ----------
@@ -256,19 +287,25 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     # Bright sources are fitted better: each counts in proportion to its peak's SNR,
     # divided by its fit's chi-square per pixel, since a source whose residuals exceed
     # the noise (a star on a nebula's slope, a blend) is a poor sample of the PSF.
-    weight = kept[:, 5] / np.maximum(kept[:, 4], 1.0) ** 2
+    weight = kept[:, 6] / np.maximum(kept[:, 4], 1.0) ** 2
     ellipticity = 1.0 - kept[:, 1] / kept[:, 0]
     # Position angles are axial: average 2 * angle, weighted by how elongated.
     doubled = np.angle(np.sum(weight * ellipticity * np.exp(2j * kept[:, 2])))
+    # Photon noise in image units: the fits' variance per unit of light is in units
+    # of the noise.
+    measured = kept[:, 5][np.isfinite(kept[:, 5])]
+    variance = max(float(np.median(measured)), 0.0) * noise if measured.size else 0.0
     return PSFShape(fwhm=_weighted_median(fwhm, weight),
                     beta=_weighted_median(kept[:, 3], weight),
                     ellipticity=_weighted_median(ellipticity, weight),
-                    angle=float((doubled / 2.0) % math.pi), n_stars=int(keep.sum()))
+                    angle=float((doubled / 2.0) % math.pi), n_stars=int(keep.sum()),
+                    light_variance=variance)
 
 
 def _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
                     neighbour_fraction, min_snr):
-    """Fitted ``(major, minor, angle, beta, rms, snr)`` of the usable peaks, brightest first."""
+    """Fitted ``(major, minor, angle, beta, rms, light_variance, snr)`` of the usable
+    peaks, brightest first."""
     # Saturated stars are clipped at the frame's largest value; a little below it
     # counts too (a clipped star's neighbour pixels, rounding).
     ceiling = 0.98 * float(np.max(filled))

@@ -15,7 +15,10 @@ stars on linear data.  This module takes the route the survey issue asks for ins
 3. every source brighter than 4 sigma, brightest first and in three rounds, then the
    fainter ones that a PSF-matched filter finds above 5 sigma away from the bright
    stars, fitted with that PSF (amplitude and position) on a local plane, the light
-   of the scene under it:
+   of the scene under it, and judged by chi-squares in units of each pixel's whole
+   noise, the sky's and the photon noise of its light (whose variance per unit of
+   light the PSF's stars measure: on a faint sky, a bright star's own photon noise
+   made the PSF miss its core, and the star was kept as a cusp or a galaxy):
 
    - a source that a wider profile fits much better (chi-square lower by 25) both
      over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width >
@@ -70,7 +73,13 @@ from skimage.restoration import denoise_nl_means
 
 from pipeline.core.background import noise_floor, noiseless_regions, silenced
 from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
-from pipeline.core.psf import PSFShape, measure_psf, moffat_image
+from pipeline.core.psf import (
+    PHOTON_NOISE_MIN_SNR,
+    PSFShape,
+    light_variance,
+    measure_psf,
+    moffat_image,
+)
 from pipeline.core.validation import real_image, real_number
 
 __all__ = ["StarFit", "defined_pixels", "fit_and_subtract_stars", "saturation_between",
@@ -93,9 +102,6 @@ MATCHED_SIGMAS = 5.0
 #: frames, whose bright stars are not Moffat profiles) would be taken for faint stars.
 FAINT_CLEARANCE = 3.0
 RESIDUE_MIN_SNR = 10.0
-#: The photon noise of the subtracted stars is measured on the pixels where their model
-#: exceeds this many noise sigmas.
-PHOTON_NOISE_MIN_SNR = 5.0
 #: Where the subtracted stars exceed this many sigmas of the sky's noise, what the
 #: denoising leaves is mostly their photon noise, and the scene is taken as the
 #: average of the starless image over a Gaussian one PSF FWHM wide.  (Survey benchmark
@@ -103,9 +109,6 @@ PHOTON_NOISE_MIN_SNR = 5.0
 #: error sat under stars above 100 sigma; summed over 14 linear and sky-subtracted
 #: frames 5.68 -> 4.81 sigma.  At 5 sigmas the average reached galaxies' edges.)
 STAR_NOISE_SNR = 10.0
-#: Median of a chi-square variable with one degree of freedom: the median of the squared
-#: residuals is this fraction of their variance.
-_CHI2_1_MEDIAN = 0.4549
 #: A source is a galaxy when a profile wider than the PSF by ``GALAXY_WIDTH`` fits its
 #: window, and one wider by ``CORE_WIDTH`` its core, each with a chi-square lower by
 #: ``GALAXY_CHI2_GAIN``.
@@ -351,15 +354,21 @@ class _WindowModel:
     The parameters are ``(amplitude, x0, y0, sky, slope_x, slope_y, width)``: the
     profile's peak and centre (column, row) in window pixels, the plane's level at the
     window's centre and its slopes, and the width in PSF widths.  Residuals are
-    weighted by the inverse noise.  The fits are compiled
-    (:mod:`pipeline.core.profile_fit`), with an analytic Jacobian.
+    weighted by the inverse noise of the sky, so that a bright star's core, which
+    pins its amplitude and centre down, weighs as much as its sky-limited wings.  The
+    fits are compiled (:mod:`pipeline.core.profile_fit`), with an analytic Jacobian.
+
+    The chi-squares that judge the fits (:meth:`chi2`) are in units of each pixel's
+    whole noise, of which the sky's is ``sky_share`` (1 by default): a bright star's
+    pixels carry its photon noise too.
     """
 
     #: Bounds of the width, in PSF widths.
     WIDTH_RANGE = (0.5, 5.0)
 
-    def __init__(self, cut, weights, psf: PSFShape):
+    def __init__(self, cut, weights, psf: PSFShape, sky_share=None):
         self.cut, self.weights = cut, weights
+        self.sky_share = np.ones_like(cut) if sky_share is None else sky_share
         rows, cols = np.mgrid[0:cut.shape[0], 0:cut.shape[1]].astype(np.float64)
         self.cols, self.rows = cols, rows
         self.plane_x = cols - (cut.shape[1] - 1) / 2.0
@@ -382,6 +391,11 @@ class _WindowModel:
                               self.rows[pixels], self.plane_x[pixels],
                               self.plane_y[pixels], self.shape, _NO_JACOBIAN)
         return (model - self.cut[pixels]) * self.weights[pixels]
+
+    def chi2(self, residuals, pixels):
+        """The chi-square of ``residuals`` (from :meth:`residuals` or :meth:`fit`
+        over ``pixels``)."""
+        return float(np.sum((residuals * self.sky_share[pixels]) ** 2))
 
     def fit(self, start, pixels, free, lower, upper):
         """Least-squares fit of the parameters ``free`` (indices) over ``pixels``,
@@ -409,6 +423,11 @@ class _Fitter:
         self.stars = []         # (amplitude, row, column) of each subtracted star
         self.core = max(2, math.ceil(1.2 * psf.fwhm))
         self.noise = float(np.median(rms))
+        # The sky's share of each pixel's noise, the light's photon noise (the PSF
+        # stars' light_variance) added; the light smoothed over 3 x 3 pixels so that
+        # its own noise does not weigh the bright pixels' residuals down.
+        light = np.maximum(ndimage.uniform_filter(data, 3), 0.0)
+        self.sky_share = 1.0 / np.sqrt(1.0 + psf.light_variance * light / rms ** 2)
 
     def _nearest_pixel(self, row, col):
         """The frame's pixel nearest to a fitted position, which may lie just beyond
@@ -460,7 +479,7 @@ class _Fitter:
         # Every profile sits on a local plane: the light of a galaxy or nebula under a
         # star is no part of it, and a galaxy's nucleus is judged against its own
         # surroundings.
-        model = _WindowModel(cut, weights, self.psf)
+        model = _WindowModel(cut, weights, self.psf, self.sky_share[window])
         profile = model.profile(x0, y0)[usable]
         design = np.column_stack([profile, np.ones_like(profile), model.plane_x[usable],
                                   model.plane_y[usable]]) * weights[usable][:, None]
@@ -527,7 +546,7 @@ class _Fitter:
                 core_width, core_chi2 = self._wider(model, inner, flat, plane=False)
                 # ... unless the PSF on its plane fits the core well, and better than
                 # the wider profile: a star in front of a galaxy's smooth inner light.
-                on_plane_chi2 = float(np.sum(model.residuals(params, inner) ** 2))
+                on_plane_chi2 = model.chi2(model.residuals(params, inner), inner)
                 in_front = (plane_width <= CORE_WIDTH
                             and on_plane_chi2 <= ON_PLANE_MAX_CHI2 * inner.sum()
                             and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
@@ -542,8 +561,9 @@ class _Fitter:
     @staticmethod
     def _core_mismatch(model: _WindowModel, inner, params):
         """RMS of the PSF fit's residuals over the core ``inner``, as a fraction of
-        the fitted peak (both in units of the noise)."""
-        chi2 = float(np.sum(model.residuals(params, inner) ** 2))
+        the fitted peak (in units of the sky's noise), the residuals in units of the
+        whole noise."""
+        chi2 = model.chi2(model.residuals(params, inner), inner)
         peak = params[0] * float(np.median(model.weights[inner]))
         return math.sqrt(chi2 / inner.sum()) / peak
 
@@ -562,7 +582,7 @@ class _Fitter:
         reach the white level): the PSF fits its unclipped light badly
         (``CLIPPED_GALAXY_CHI2`` per pixel), and a profile wider by ``GALAXY_WIDTH``
         at least ``CLIPPED_GALAXY_GAIN`` times better."""
-        psf_chi2 = float(np.sum(model.residuals(params, usable) ** 2))
+        psf_chi2 = model.chi2(model.residuals(params, usable), usable)
         width, wide_chi2 = _Fitter._wider(model, usable, params)
         return (width > GALAXY_WIDTH and psf_chi2 > CLIPPED_GALAXY_CHI2 * usable.sum()
                 and psf_chi2 > CLIPPED_GALAXY_GAIN * wide_chi2)
@@ -728,13 +748,13 @@ class _Fitter:
         upper = np.array([np.inf, width + 5.0, height + 5.0, np.inf, np.inf, np.inf,
                           _WindowModel.WIDTH_RANGE[1]])
         wide, residuals = model.fit(params, pixels, free, lower[free], upper[free])
-        return float(wide[6]), float(np.sum(residuals ** 2))
+        return float(wide[6]), model.chi2(residuals, pixels)
 
     @staticmethod
     def _wider(model: _WindowModel, pixels, params, plane=True):
         """``(width, chi2)``: the best width (in PSF widths) over ``pixels`` and its
         chi-square, or 1 and the PSF's if not significantly better."""
-        psf_chi2 = float(np.sum(model.residuals(params, pixels) ** 2))
+        psf_chi2 = model.chi2(model.residuals(params, pixels), pixels)
         if pixels.sum() < 8 or psf_chi2 <= GALAXY_CHI2_GAIN:
             return 1.0, psf_chi2    # (too few pixels, or no profile can do better)
         width, wide_chi2 = _Fitter._wide_fit(model, pixels, params, plane)
@@ -786,7 +806,7 @@ class _Fitter:
             start = np.array([single[0], x0, y0, excess[row, col], col, row,
                               *single[3:]])
             trial, residuals = model.fit(start, usable, free, lower, np.inf)
-            trial_chi2 = float(np.sum(residuals ** 2))
+            trial_chi2 = model.chi2(residuals, usable)
             if trial_chi2 < chi2:
                 fitted, chi2 = trial, trial_chi2
         if fitted is None:
@@ -915,16 +935,15 @@ def _with_star_photon_noise(residual, rms, model, usable):
 
     On linear data a star's pixels carry its photon noise, ``model / gain`` in
     variance, which the sky's noise map does not know; the denoising would leave it.
-    The factor is measured on the residual where the models are bright (the median of
-    ``(residual^2 / 0.4549 - rms^2) / model``), so that no gain is needed; on stretched
+    The factor is measured on the residual where the models are bright
+    (:func:`~pipeline.core.psf.light_variance`), so that no gain is needed; on stretched
     data, whose stretch compresses the noise of bright pixels, it comes out at 0.
     """
     bright = usable & (model > PHOTON_NOISE_MIN_SNR * rms)
     if np.count_nonzero(bright) < 50:
         return rms
-    excess = ((residual[bright] ** 2 / _CHI2_1_MEDIAN - rms[bright] ** 2)
-              / model[bright])
-    per_model_unit = max(float(np.median(excess)), 0.0)
+    per_model_unit = max(light_variance(residual[bright], rms[bright], model[bright]),
+                         0.0)
     return np.sqrt(rms ** 2 + per_model_unit * model)
 
 
