@@ -72,13 +72,9 @@ def score(spec):
         seconds=seconds)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--workers", type=int, default=2, help="processes")
-    args = parser.parse_args(argv)
-    with Pool(args.workers) as pool:
-        rows = pool.map(score, draw_specs(args.frames), chunksize=1)
+def report(rows) -> None:
+    """Print one line per :func:`score` row with the targets it misses, and the count
+    of frames that meet both."""
     print(f"{'frame':<22} {'FWHM':>5} {'beta':>5} {'PSNR':>7} {'SSIM':>7} "
           f"{'flux left':>9} {'ext RMSE/sigma':>14} {'s':>5}  misses")
     missed = 0
@@ -93,6 +89,16 @@ def main(argv=None) -> int:
               f"{row['ssim']:7.4f} {row['flux_left']:+9.3f} {row['extended_sigmas']:14.3f} "
               f"{row['seconds']:5.1f}  {' '.join(misses)}")
     print(f"frames meeting both targets: {len(rows) - missed} of {len(rows)}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--workers", type=int, default=2, help="processes")
+    args = parser.parse_args(argv)
+    with Pool(args.workers) as pool:
+        rows = pool.map(score, draw_specs(args.frames), chunksize=1)
+    report(rows)
     return 0
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.core.psf import PSFShape, measure_psf, moffat_image
+from pipeline.core.psf import PSFShape, light_variance, measure_psf, moffat_image
 from pipeline.synthetic import make_survey_frame
 
 TRUE = PSFShape(fwhm=3.5, beta=3.0, ellipticity=0.25, angle=0.6, n_stars=0)
@@ -172,6 +172,15 @@ def _faint_sky_field(seed, *, gain):
     if gain is None:
         return light + rng.normal(0, noise, light.shape)
     return rng.poisson(light * gain) / gain + rng.normal(0, 5.0, light.shape)
+
+
+def test_light_variance_of_residuals_with_photon_noise():
+    rng = np.random.default_rng(0)
+    light = rng.uniform(50.0, 5000.0, 200_000)
+    for per_unit in (0.0, 0.3, 2.0):
+        residuals = rng.normal(0.0, np.sqrt(25.0 + per_unit * light))
+        measured = light_variance(residuals, 5.0, light)
+        assert measured == pytest.approx(per_unit, abs=0.005 + 0.02 * per_unit)
 
 
 @pytest.mark.parametrize("gain", [0.5, 2.0])
