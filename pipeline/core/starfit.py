@@ -392,7 +392,11 @@ class _WindowModel:
                               self.plane_y[pixels], self.shape, _NO_JACOBIAN)
         return (model - self.cut[pixels]) * self.weights[pixels]
 
-    def chi2(self, residuals, pixels):
+    def chi2(self, params, pixels):
+        """The chi-square of the model of ``params`` over ``pixels``."""
+        return self.chi2_of(self.residuals(params, pixels), pixels)
+
+    def chi2_of(self, residuals, pixels):
         """The chi-square of ``residuals`` (from :meth:`residuals` or :meth:`fit`
         over ``pixels``)."""
         return float(np.sum((residuals * self.sky_share[pixels]) ** 2))
@@ -546,7 +550,7 @@ class _Fitter:
                 core_width, core_chi2 = self._wider(model, inner, flat, plane=False)
                 # ... unless the PSF on its plane fits the core well, and better than
                 # the wider profile: a star in front of a galaxy's smooth inner light.
-                on_plane_chi2 = model.chi2(model.residuals(params, inner), inner)
+                on_plane_chi2 = model.chi2(params, inner)
                 in_front = (plane_width <= CORE_WIDTH
                             and on_plane_chi2 <= ON_PLANE_MAX_CHI2 * inner.sum()
                             and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
@@ -563,7 +567,7 @@ class _Fitter:
         """RMS of the PSF fit's residuals over the core ``inner``, as a fraction of
         the fitted peak (in units of the sky's noise), the residuals in units of the
         whole noise."""
-        chi2 = model.chi2(model.residuals(params, inner), inner)
+        chi2 = model.chi2(params, inner)
         peak = params[0] * float(np.median(model.weights[inner]))
         return math.sqrt(chi2 / inner.sum()) / peak
 
@@ -582,7 +586,7 @@ class _Fitter:
         reach the white level): the PSF fits its unclipped light badly
         (``CLIPPED_GALAXY_CHI2`` per pixel), and a profile wider by ``GALAXY_WIDTH``
         at least ``CLIPPED_GALAXY_GAIN`` times better."""
-        psf_chi2 = model.chi2(model.residuals(params, usable), usable)
+        psf_chi2 = model.chi2(params, usable)
         width, wide_chi2 = _Fitter._wider(model, usable, params)
         return (width > GALAXY_WIDTH and psf_chi2 > CLIPPED_GALAXY_CHI2 * usable.sum()
                 and psf_chi2 > CLIPPED_GALAXY_GAIN * wide_chi2)
@@ -748,13 +752,13 @@ class _Fitter:
         upper = np.array([np.inf, width + 5.0, height + 5.0, np.inf, np.inf, np.inf,
                           _WindowModel.WIDTH_RANGE[1]])
         wide, residuals = model.fit(params, pixels, free, lower[free], upper[free])
-        return float(wide[6]), model.chi2(residuals, pixels)
+        return float(wide[6]), model.chi2_of(residuals, pixels)
 
     @staticmethod
     def _wider(model: _WindowModel, pixels, params, plane=True):
         """``(width, chi2)``: the best width (in PSF widths) over ``pixels`` and its
         chi-square, or 1 and the PSF's if not significantly better."""
-        psf_chi2 = model.chi2(model.residuals(params, pixels), pixels)
+        psf_chi2 = model.chi2(params, pixels)
         if pixels.sum() < 8 or psf_chi2 <= GALAXY_CHI2_GAIN:
             return 1.0, psf_chi2    # (too few pixels, or no profile can do better)
         width, wide_chi2 = _Fitter._wide_fit(model, pixels, params, plane)
@@ -806,7 +810,7 @@ class _Fitter:
             start = np.array([single[0], x0, y0, excess[row, col], col, row,
                               *single[3:]])
             trial, residuals = model.fit(start, usable, free, lower, np.inf)
-            trial_chi2 = model.chi2(residuals, usable)
+            trial_chi2 = model.chi2_of(residuals, usable)
             if trial_chi2 < chi2:
                 fitted, chi2 = trial, trial_chi2
         if fitted is None:
