@@ -463,8 +463,11 @@ def test_bright_stars_on_the_slope_of_a_nebula_knot_go():
     assert abs(star_flux_left(fit.starless, truth + knots, on_slopes,
                               threshold=5.0)) < 0.1
     galaxy_flux = np.sum(truth[galaxy] - 200.0)
+    # 10.7 % of it lost (9.8 % with the weaker denoising before DENOISE_CUTOFF 0.8,
+    # which takes a little more of the faint outskirts): nearly all from the widest
+    # galaxy (8 px, 12 sigma), which the fits cut into stars and dig by up to 4 sigma.
     assert np.sum(fit.starless[galaxy] - 200.0 - knots[galaxy]) \
-        == pytest.approx(galaxy_flux, rel=0.1)
+        == pytest.approx(galaxy_flux, rel=0.12)
 
 
 def test_faint_stars_go_and_noise_is_not_taken_for_stars():
@@ -611,6 +614,31 @@ def test_photon_noise_of_subtracted_stars_is_denoised_too():
     # noise; the average over a FWHM leaves 0.08.
     under = fit.model > 10 * sigma
     assert np.sqrt(np.mean((fit.starless - truth)[under] ** 2)) < 0.12 * sigma
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_photon_noise_of_galaxies_is_denoised_too(seed):
+    """A galaxy's light carries its photon noise as a star's does, and the sky's noise
+    map, measured with the sources masked, knows nothing of it: denoised in units of
+    the sky's noise, a bright galaxy kept most of its noise."""
+    rng = np.random.default_rng(seed)
+    shape = (256, 256)
+    stars = sum(moffat_image(shape, x, y, rng.uniform(1500, 15000), PSF)
+                for x, y in rng.uniform(8, 248, (40, 2)))
+    yy, xx = np.mgrid[0:256, 0:256]
+    galaxies = sum(2000.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * width ** 2))
+                   for x, y, width in ((60, 70, 7.0), (190, 80, 9.0), (120, 190, 8.0),
+                                       (200, 200, 6.0)))
+    truth = 1000.0 + galaxies
+    image = rng.poisson(truth + stars).astype(float) + rng.normal(0, 5, shape)
+    fit = fit_and_subtract_stars(image)
+    sigma = np.sqrt(1000.0 + 5.0 ** 2)
+    inner = (galaxies > 1000) & (fit.model < 0.05 * sigma)   # (clear of the stars)
+    error = (fit.starless - truth)[inner]
+    # 1.52-1.63 sigma with the stars' photon noise alone in the map, 0.76-0.85 with
+    # the galaxies' too (their whole noise is 1.7 sigma there).
+    assert np.sqrt(np.mean(error ** 2)) < 1.1 * sigma
+    assert abs(np.mean(error)) < 0.3 * sigma
 
 
 def test_bright_stars_in_front_of_galaxies_go_and_the_galaxies_stay():
