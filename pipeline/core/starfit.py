@@ -50,10 +50,10 @@ stars on linear data.  This module takes the route the survey issue asks for ins
 
 4. the star-subtracted image denoised with non-local means in units of the noise map,
    with the photon noise of the subtracted stars and of the scene's own light added
-   (measured on the stars' residuals), since the starless scene is smooth where the
-   stars were and the sky's map knows nothing of a galaxy's photon noise; under
-   stars above 10 sigma,
-   where that photon noise dominates, the scene is the average over one FWHM.
+   (measured on the stars' fit residuals and on the PSF's stars), since the starless
+   scene is smooth where the stars were and the sky's map knows nothing of a
+   galaxy's photon noise; under stars above 10 sigma, where that photon noise
+   dominates, the scene is the average over one FWHM.
 
 The loop over stars is Python, but each fit is compiled
 (:mod:`pipeline.core.profile_fit`): about 2-4 s for a 512 x 512 frame with 450-800
