@@ -118,12 +118,13 @@ STAR_NOISE_SNR = 10.0
 #: +1.3 dB summed, no frame worse by more than 0.002 dB; a bright galaxy on a faint
 #: sky kept 1.6 sigma of noise without it, 0.75 with it.)
 PHOTON_NOISE_SMOOTHING = 5
-#: The non-local means cut-off ``h``, in units of the noise (skimage's example value
-#: for its fast mode).  (186 benchmark frames: 0.6 -> 0.8, with the scene's photon
+#: The non-local means cut-off ``h``, in units of the noise.  (skimage's example uses
+#: 0.6 for this mode, fast with the noise given, hand-tuned on a photograph; a starless
+#: sky is smoother.  186 benchmark frames: 0.6 -> 0.8, with the scene's photon
 #: noise, took every one up, by 0.03 to 1.30 dB, +82.3 dB summed, and the mean
 #: extended-source RMSE 0.411 -> 0.406 sigma; faint streaks of 4 sigma kept 91.0 ->
-#: 87.7 % of their amplitude.  1.0 gave about 35 dB more, but kept 82.5 %
-#: of the streaks, 74.7 % of the worst, near the streak target of 80 %.)
+#: 87.7 % of their amplitude (one seed, 384 x 384).  1.0 gave about 35 dB more, but
+#: kept 82.5 % of the streaks, 74.7 % of the worst, near the streak target of 80 %.)
 DENOISE_CUTOFF = 0.8
 #: A source is a galaxy when a profile wider than the PSF by ``GALAXY_WIDTH`` fits its
 #: window, and one wider by ``CORE_WIDTH`` its core, each with a chi-square lower by
