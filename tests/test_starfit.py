@@ -616,8 +616,9 @@ def test_photon_noise_of_subtracted_stars_is_denoised_too():
     assert np.sqrt(np.mean((fit.starless - truth)[under] ** 2)) < 0.12 * sigma
 
 
-# (Seed 1 draws a star near a galaxy's centre, kept as its nucleus, 20 sigma off: a
-# known limitation of the star/galaxy tests, not of the denoising tested here.)
+# (Seed 1 draws a star 4 px from a galaxy's centre, which the star/galaxy tests keep
+# with the galaxy, 20 sigma off: a known limitation of those tests, not of the
+# denoising tested here.)
 @pytest.mark.parametrize("seed", [0, 2])
 def test_photon_noise_of_galaxies_is_denoised_too(seed):
     """A galaxy's light carries its photon noise as a star's does, and the sky's noise
