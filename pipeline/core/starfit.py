@@ -447,7 +447,7 @@ class _Fitter:
         # The sky's share of each pixel's noise, the light's photon noise (the PSF
         # stars' light_variance) added; the light smoothed over 3 x 3 pixels so that
         # its own noise does not weigh the bright pixels' residuals down.
-        light = np.maximum(ndimage.uniform_filter(data, 3), 0.0)
+        light = _smoothed_light(data, 3)
         self.sky_share = 1.0 / np.sqrt(1.0 + psf.light_variance * light / rms ** 2)
 
     def _nearest_pixel(self, row, col):
@@ -951,6 +951,13 @@ def _average_under_bright_stars(starless, valid, under, scale):
     starless[under] = average[under] / np.maximum(weight[under], np.finfo(float).tiny)
 
 
+def _smoothed_light(image, size):
+    """``image``'s light for its photon noise: averaged over ``size`` x ``size`` pixels,
+    so that the noise of a pixel does not raise (or lower) its own estimate, and at
+    least 0."""
+    return np.maximum(ndimage.uniform_filter(image, size), 0.0)
+
+
 def _with_photon_noise(residual, rms, model, usable, scene_light_variance):
     """The noise map with the photon noise of the light above the sky added: the
     subtracted stars' (``model``) and the scene's own (galaxies, nebulae:
@@ -967,7 +974,7 @@ def _with_photon_noise(residual, rms, model, usable, scene_light_variance):
     ``scene_light_variance``, the PSF stars' (:attr:`PSFShape.light_variance`): a
     fit's mismatch is no noise of a galaxy's light.
     """
-    scene = np.maximum(ndimage.uniform_filter(residual, PHOTON_NOISE_SMOOTHING), 0.0)
+    scene = _smoothed_light(residual, PHOTON_NOISE_SMOOTHING)
     variance = rms ** 2 + scene_light_variance * scene
     bright = usable & (model > PHOTON_NOISE_MIN_SNR * rms)
     if np.count_nonzero(bright) >= 50:
@@ -1118,9 +1125,10 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     extended = ndimage.binary_dilation(fitter.extended_cores, iterations=2)
     _fill_clipped_cores(starless, fitter.clipped & ~extended, background, valid)
     if denoise:
-        noisy = _with_photon_noise(starless - background, rms, model,
-                                   valid & ~fitter.clipped, psf.light_variance)
-        normalised = (starless - background) / noisy
+        above = starless - background
+        noisy = _with_photon_noise(above, rms, model, valid & ~fitter.clipped,
+                                   psf.light_variance)
+        normalised = above / noisy
         starless = background + noisy * denoise_nl_means(
             normalised, h=DENOISE_CUTOFF, sigma=1.0, patch_size=5, patch_distance=6,
             fast_mode=True)
