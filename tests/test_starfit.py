@@ -596,17 +596,27 @@ def test_saturated_stars_on_a_nebula_leave_no_holes():
         assert np.mean(error[np.hypot(xx - x, yy - y) < 12]) > -7 * 5.0
 
 
+#: The linear frames of the photon-noise tests: a sky of 1000 ADU at gain 1 and 5 ADU
+#: of read noise, whose noise is _SKY_SIGMA.
+_SKY = 1000.0
+_SKY_SIGMA = math.sqrt(_SKY + 5.0 ** 2)
+
+
+def _observed_with_bright_stars(truth, n_stars, rng):
+    """``truth`` with ``n_stars`` PSF stars of 1500-15000 ADU at random places,
+    observed with photon noise (gain 1) and 5 ADU of read noise."""
+    stars = sum(moffat_image(truth.shape, x, y, rng.uniform(1500, 15000), PSF)
+                for x, y in rng.uniform(8, 248, (n_stars, 2)))
+    return rng.poisson(truth + stars).astype(float) + rng.normal(0, 5.0, truth.shape)
+
+
 def test_photon_noise_of_subtracted_stars_is_denoised_too():
     """On linear data a bright star's pixels carry its photon noise, far above the
     sky's; denoised in units of the sky's noise alone, it would stay."""
-    rng = np.random.default_rng(9)
-    shape = (256, 256)
-    stars = sum(moffat_image(shape, x, y, rng.uniform(1500, 15000), PSF)
-                for x, y in rng.uniform(8, 248, (50, 2)))
-    truth = np.full(shape, 1000.0)
-    image = rng.poisson(truth + stars).astype(float) + rng.normal(0, 5, shape)
+    truth = np.full((256, 256), _SKY)
+    image = _observed_with_bright_stars(truth, 50, np.random.default_rng(9))
     fit = fit_and_subtract_stars(image)
-    sigma = np.sqrt(1000.0 + 5.0 ** 2)
+    sigma = _SKY_SIGMA
     fitted = fit.model > 5 * sigma
     # 0.63 sigma with the sky's noise map alone.
     assert np.sqrt(np.mean((fit.starless - truth)[fitted] ** 2)) < 0.35 * sigma
@@ -624,18 +634,14 @@ def test_photon_noise_of_galaxies_is_denoised_too(seed):
     """A galaxy's light carries its photon noise as a star's does, and the sky's noise
     map, measured with the sources masked, knows nothing of it: denoised in units of
     the sky's noise, a bright galaxy kept most of its noise."""
-    rng = np.random.default_rng(seed)
-    shape = (256, 256)
-    stars = sum(moffat_image(shape, x, y, rng.uniform(1500, 15000), PSF)
-                for x, y in rng.uniform(8, 248, (40, 2)))
     yy, xx = np.mgrid[0:256, 0:256]
     galaxies = sum(2000.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * width ** 2))
                    for x, y, width in ((60, 70, 7.0), (190, 80, 9.0), (120, 190, 8.0),
                                        (200, 200, 6.0)))
-    truth = 1000.0 + galaxies
-    image = rng.poisson(truth + stars).astype(float) + rng.normal(0, 5, shape)
+    truth = _SKY + galaxies
+    image = _observed_with_bright_stars(truth, 40, np.random.default_rng(seed))
     fit = fit_and_subtract_stars(image)
-    sigma = np.sqrt(1000.0 + 5.0 ** 2)
+    sigma = _SKY_SIGMA
     inner = (galaxies > 1000) & (fit.model < 0.05 * sigma)   # (clear of the stars)
     error = (fit.starless - truth)[inner]
     # 1.52-1.63 sigma with the stars' photon noise alone in the map, 0.76-0.85 with
