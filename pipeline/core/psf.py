@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import least_squares
-from skimage.feature import peak_local_max
 
 from pipeline.core.background import estimate_background, noiseless_regions
+from pipeline.core.peaks import local_maxima
 from pipeline.core.validation import count, real_image
 
 __all__ = ["PSFShape", "light_variance", "measure_psf", "moffat_alpha", "moffat_image"]
@@ -261,8 +261,8 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     level, noise = estimate_background(data)
     noise = max(noise, np.finfo(float).tiny)
     filled = np.where(finite, data, level) - level
-    peaks = peak_local_max(filled, min_distance=3, threshold_abs=5.0 * noise,
-                           exclude_border=_HALF)
+    peaks = local_maxima(filled, min_distance=3, threshold_abs=5.0 * noise,
+                         exclude_border=_HALF)
     brightness = filled[peaks[:, 0], peaks[:, 1]]
     order = np.argsort(brightness)[::-1]
     peaks, brightness = peaks[order], brightness[order]

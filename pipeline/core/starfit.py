@@ -70,10 +70,10 @@ import numpy as np
 from astropy.stats import SigmaClip, sigma_clipped_stats
 from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
 from scipy import ndimage
-from skimage.feature import peak_local_max
 from skimage.restoration import denoise_nl_means
 
 from pipeline.core.background import noise_floor, noiseless_regions, silenced
+from pipeline.core.peaks import local_maxima
 from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
 from pipeline.core.psf import (
     PHOTON_NOISE_MIN_SNR,
@@ -996,8 +996,8 @@ def _faint_peaks(fitter: _Fitter, psf: PSFShape) -> np.ndarray:
     kernel /= np.sqrt(np.sum(kernel ** 2))
     residual = (fitter.data - fitter.model) / fitter.rms
     matched = ndimage.correlate(residual, kernel, mode="nearest")
-    peaks = peak_local_max(matched, min_distance=max(1, int(psf.fwhm // 2)),
-                           threshold_abs=MATCHED_SIGMAS, exclude_border=False)
+    peaks = local_maxima(matched, min_distance=max(1, int(psf.fwhm // 2)),
+                         threshold_abs=MATCHED_SIGMAS, exclude_border=False)
     rows, cols = peaks[:, 0], peaks[:, 1]
     keep = ((residual[rows, cols] < DETECTION_SIGMAS) & fitter.finite[rows, cols]
             & (fitter.model[rows, cols] <= MODEL_FLOOR * fitter.rms[rows, cols]))
@@ -1082,9 +1082,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     fitter = _Fitter(data - background, rms, saturated, valid, psf)
     n_stars = n_extended = 0
     for round_ in range(_ROUNDS):
-        peaks = peak_local_max((fitter.data - fitter.model) / rms,
-                               min_distance=max(1, int(psf.fwhm // 2)),
-                               threshold_abs=DETECTION_SIGMAS, exclude_border=False)
+        peaks = local_maxima((fitter.data - fitter.model) / rms,
+                             min_distance=max(1, int(psf.fwhm // 2)),
+                             threshold_abs=DETECTION_SIGMAS, exclude_border=False)
         if round_ == 0:
             labels, count = ndimage.label(saturated)
             centres = ndimage.center_of_mass(saturated, labels, range(1, count + 1))
