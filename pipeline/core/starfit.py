@@ -573,9 +573,21 @@ class _Fitter:
                             and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
                 if core_width > CORE_WIDTH and not in_front:
                     # Two stars closer than the window are as wide as a galaxy, but
-                    # two.
-                    return self._split(window,
-                                       self._pair(model, usable, flat, window_chi2))
+                    # two. The one away from this peak may instead be a galaxy's cusp,
+                    # which a PSF fits as well as a star: it goes only if it fails
+                    # the nucleus test judged at its own centre.
+                    pair = self._pair(model, usable, flat, window_chi2)
+                    if pair is None:
+                        return False
+                    here, other = self._nearer_first(pair, row - window[0].start,
+                                                     col - window[1].start)
+                    self._subtract(window, *here)
+                    amplitude, x0, y0 = other
+                    y0, x0 = window[0].start + y0, window[1].start + x0
+                    if not self._nucleus(*self._nearest_pixel(y0, x0), y0, x0,
+                                         amplitude):
+                        self._subtract(window, *other)
+                    return True
         self._subtract(window, amplitude, x0, y0)
         return True
 
@@ -596,6 +608,16 @@ class _Fitter:
         for amplitude, x0, y0 in (pair[0:3], pair[3:6]):
             self._subtract(window, amplitude, x0, y0)
         return True
+
+    @staticmethod
+    def _nearer_first(pair, row, col):
+        """The two stars of ``pair`` (from :meth:`_pair`), each ``(amplitude, x,
+        y)``, the one whose centre lies nearer to (row, col) first."""
+        first, second = pair[0:3], pair[3:6]
+        if math.hypot(second[2] - row, second[1] - col) \
+                < math.hypot(first[2] - row, first[1] - col):
+            return second, first
+        return first, second
 
     @staticmethod
     def _clipped_galaxy(model: _WindowModel, usable, params):
