@@ -571,6 +571,17 @@ class _Fitter:
                 in_front = (plane_width <= CORE_WIDTH
                             and on_plane_chi2 <= ON_PLANE_MAX_CHI2 * inner.sum()
                             and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
+                # A core of a dozen pixels may not tell, when the wider profile fits
+                # it no better: then the same test over the whole window, where the
+                # light of a galaxy's slope is a plane and a galaxy is not.  (Not for
+                # faint sources, whose window the noise dominates, nor beside clipped
+                # pixels, which cut the window's light short.)
+                window_on_plane = model.chi2(params, usable)
+                in_front |= (plane_width <= CORE_WIDTH and bright
+                             and not self.clipped[window].any()
+                             and core_chi2 >= on_plane_chi2
+                             and window_on_plane <= ON_PLANE_MAX_CHI2 * usable.sum()
+                             and window_chi2 - window_on_plane >= ON_PLANE_CHI2_GAIN)
                 if core_width > CORE_WIDTH and not in_front:
                     # Two stars closer than the window are as wide as a galaxy, but
                     # two. The one away from this peak may instead be a galaxy's cusp,
