@@ -561,6 +561,19 @@ def _discs(shape):
                for x, y in _DISC_CENTRES)
 
 
+def _assert_stars_go_and_discs_stay(image, truth, galaxies, stars, *, max_flux_left,
+                                    disc_tolerance):
+    """Fit ``image`` (truth + galaxies + stars, noisy): at most ``max_flux_left`` of
+    the stars' flux left, and the discs' inner light (> 20) kept within the relative
+    ``disc_tolerance``."""
+    fit = fit_and_subtract_stars(image)
+    assert abs(star_flux_left(fit.starless, truth + galaxies, stars,
+                              threshold=5.0)) < max_flux_left
+    inner = galaxies > 20.0
+    assert np.sum(fit.starless[inner] - truth[inner]) \
+        == pytest.approx(np.sum(galaxies[inner]), rel=disc_tolerance)
+
+
 def test_bright_pairs_on_the_slope_of_a_galaxy_go_and_the_galaxy_stays():
     """Two stars 1.4 FWHM apart (30 and 13 sigma) on the slope of a galaxy: two PSFs on
     a flat pedestal miss by the slope, and the pair was kept as a galaxy (54 % of the
@@ -578,12 +591,8 @@ def test_bright_pairs_on_the_slope_of_a_galaxy_go_and_the_galaxy_stays():
         dx, dy = 0.7 * PSF.fwhm * np.cos(along), 0.7 * PSF.fwhm * np.sin(along)
         pairs += moffat_image(image.shape, x + dx, y + dy, 150.0, PSF)
         pairs += moffat_image(image.shape, x - dx, y - dy, 65.0, PSF)
-    fit = fit_and_subtract_stars(image + galaxies + pairs)
-    assert abs(star_flux_left(fit.starless, truth + galaxies, pairs,
-                              threshold=5.0)) < 0.15
-    inner = galaxies > 20.0
-    assert np.sum(fit.starless[inner] - truth[inner]) \
-        == pytest.approx(np.sum(galaxies[inner]), rel=0.05)
+    _assert_stars_go_and_discs_stay(image + galaxies + pairs, truth, galaxies, pairs,
+                                    max_flux_left=0.15, disc_tolerance=0.05)
 
 
 def test_galaxies_beside_saturated_stars_are_judged_as_galaxies():
@@ -695,12 +704,8 @@ def test_bright_stars_in_front_of_galaxies_go_and_the_galaxies_stay():
     rng = np.random.default_rng(16)
     galaxies = _discs(image.shape)
     in_front = _stars_beside(_DISC_CENTRES, 6, (400, 600), rng)
-    fit = fit_and_subtract_stars(image + galaxies + in_front)
-    assert abs(star_flux_left(fit.starless, truth + galaxies, in_front,
-                              threshold=5.0)) < 0.05
-    inner = galaxies > 20.0
-    assert np.sum(fit.starless[inner] - truth[inner]) \
-        == pytest.approx(np.sum(galaxies[inner]), rel=0.1)
+    _assert_stars_go_and_discs_stay(image + galaxies + in_front, truth, galaxies, in_front,
+                                    max_flux_left=0.05, disc_tolerance=0.1)
 
 
 @pytest.mark.parametrize("seed", [16, 17])
@@ -714,12 +719,8 @@ def test_stars_on_a_galaxy_slope_go_when_the_psf_on_a_plane_fits_their_window(se
     image, truth, _, _ = _scene(seed=15)
     galaxies = _discs(image.shape)
     on_slope = _stars_beside(_DISC_CENTRES, 12, (150, 250), np.random.default_rng(seed))
-    fit = fit_and_subtract_stars(image + galaxies + on_slope)
-    assert abs(star_flux_left(fit.starless, truth + galaxies, on_slope,
-                              threshold=5.0)) < 0.1
-    inner = galaxies > 20.0
-    assert np.sum(fit.starless[inner] - truth[inner]) \
-        == pytest.approx(np.sum(galaxies[inner]), rel=0.05)
+    _assert_stars_go_and_discs_stay(image + galaxies + on_slope, truth, galaxies, on_slope,
+                                    max_flux_left=0.1, disc_tolerance=0.05)
 
 
 @pytest.mark.parametrize("centre, peak, n_clipped", [((64.5, 64.0), 20000.0, 2),

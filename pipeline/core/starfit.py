@@ -568,20 +568,17 @@ class _Fitter:
                 # ... unless the PSF on its plane fits the core well, and better than
                 # the wider profile: a star in front of a galaxy's smooth inner light.
                 on_plane_chi2 = model.chi2(params, inner)
-                in_front = (plane_width <= CORE_WIDTH
-                            and on_plane_chi2 <= ON_PLANE_MAX_CHI2 * inner.sum()
-                            and core_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
                 # A core of a dozen pixels may not tell, when the wider profile fits
                 # it no better: then the same test over the whole window, where the
                 # light of a galaxy's slope is a plane and a galaxy is not.  (Not for
                 # faint sources, whose window the noise dominates, nor beside clipped
                 # pixels, which cut the window's light short.)
-                window_on_plane = model.chi2(params, usable)
-                in_front |= (plane_width <= CORE_WIDTH and bright
-                             and not self.clipped[window].any()
-                             and core_chi2 >= on_plane_chi2
-                             and window_on_plane <= ON_PLANE_MAX_CHI2 * usable.sum()
-                             and window_chi2 - window_on_plane >= ON_PLANE_CHI2_GAIN)
+                in_front = plane_width <= CORE_WIDTH and (
+                    self._fits_on_its_plane(on_plane_chi2, inner.sum(), core_chi2)
+                    or (bright and not self.clipped[window].any()
+                        and core_chi2 >= on_plane_chi2
+                        and self._fits_on_its_plane(model.chi2(params, usable),
+                                                    usable.sum(), window_chi2)))
                 if core_width > CORE_WIDTH and not in_front:
                     # Two stars closer than the window are as wide as a galaxy, but
                     # two. The one away from this peak may instead be a galaxy's cusp,
@@ -590,14 +587,7 @@ class _Fitter:
                     pair = self._pair(model, usable, flat, window_chi2)
                     if pair is None:
                         return False
-                    here, other = self._nearer_first(pair, row - window[0].start,
-                                                     col - window[1].start)
-                    self._subtract(window, *here)
-                    amplitude, x0, y0 = other
-                    y0, x0 = window[0].start + y0, window[1].start + x0
-                    if not self._nucleus(*self._nearest_pixel(y0, x0), y0, x0,
-                                         amplitude):
-                        self._subtract(window, *other)
+                    self._split_beside_nucleus(window, pair, row, col)
                     return True
         self._subtract(window, amplitude, x0, y0)
         return True
@@ -619,6 +609,26 @@ class _Fitter:
         for amplitude, x0, y0 in (pair[0:3], pair[3:6]):
             self._subtract(window, amplitude, x0, y0)
         return True
+
+    @staticmethod
+    def _fits_on_its_plane(on_plane_chi2, n_pixels, wider_chi2):
+        """Whether the PSF on its plane, of chi-square ``on_plane_chi2`` over
+        ``n_pixels``, fits to within ``ON_PLANE_MAX_CHI2`` per pixel and better than
+        the wider profile (``wider_chi2``) by ``ON_PLANE_CHI2_GAIN``."""
+        return (on_plane_chi2 <= ON_PLANE_MAX_CHI2 * n_pixels
+                and wider_chi2 - on_plane_chi2 >= ON_PLANE_CHI2_GAIN)
+
+    def _split_beside_nucleus(self, window, pair, row, col):
+        """Subtract the star of ``pair`` (from :meth:`_pair`) nearer to the peak (row,
+        col), and the other unless it is a galaxy's nucleus (:meth:`_nucleus`)."""
+        here, other = self._nearer_first(pair, row - window[0].start,
+                                         col - window[1].start)
+        self._subtract(window, *here)
+        other_amplitude, other_x, other_y = other
+        centre_row, centre_col = window[0].start + other_y, window[1].start + other_x
+        if not self._nucleus(*self._nearest_pixel(centre_row, centre_col),
+                             centre_row, centre_col, other_amplitude):
+            self._subtract(window, *other)
 
     @staticmethod
     def _nearer_first(pair, row, col):
