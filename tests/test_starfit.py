@@ -770,6 +770,21 @@ def test_a_clipped_galaxy_stays_and_clipped_stars_go():
     assert abs(star_flux_left(fit.starless, truth, observed_stars, threshold=5.0)) < 0.1
 
 
+def test_a_clipped_star_beside_another_source_is_not_taken_for_a_galaxy():
+    """The clipped-galaxy test compares the PSF with a wider profile over a clipped
+    source's unclipped light.  Free to move, the wider profile went over to a source
+    beside the clipped core, fitted it, and the star was kept as a galaxy (here a
+    saturated star at (159, 303) of a stretched frame, 28 units RMS left around it;
+    on the edge-settings frame of 100 stars, 12 % of the frame's star flux).  Its
+    centre now stays on the clipped plateau."""
+    frame = make_survey_frame((384, 384), seed=11, n_stars=150, scale="stretched",
+                              flux_range=(50.0, 2e5))
+    core = np.s_[152:168, 295:311]
+    assert np.count_nonzero(frame.image[core] == 255.0) >= 9
+    starless = remove_stars(frame.image)
+    assert rmse(starless[core], frame.truth[core]) < frame.noise_sigma
+
+
 def test_saturated_stars_with_wings_broader_than_the_psf_go():
     """Far above the sky (a full well, not a display's white level) a clipped source
     is a star: the PSF measured on unsaturated stars' cores misses the wings of a

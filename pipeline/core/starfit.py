@@ -524,7 +524,7 @@ class _Fitter:
             # amplitude, which may come out at thousands of sigma.
             return None
         if saturated and self.data[row, col] < CLIPPED_GALAXY_MAX_SNR * self.rms[row, col] \
-                and self._clipped_galaxy(model, usable, params):
+                and self._clipped_galaxy(model, usable, params, light):
             self.extended_cores[window] |= light    # (its clipped plateau)
             return False
         local_noise = float(np.median(self.rms[window]))
@@ -641,13 +641,20 @@ class _Fitter:
         return first, second
 
     @staticmethod
-    def _clipped_galaxy(model: _WindowModel, usable, params):
+    def _clipped_galaxy(model: _WindowModel, usable, params, plateau):
         """Whether a clipped source is a galaxy (on stretched frames, bright galaxies
         reach the white level): the PSF fits its unclipped light badly
         (``CLIPPED_GALAXY_CHI2`` per pixel), and a profile wider by ``GALAXY_WIDTH``
-        at least ``CLIPPED_GALAXY_GAIN`` times better."""
+        at least ``CLIPPED_GALAXY_GAIN`` times better.  The wider profile is centred
+        on the clipped ``plateau`` (to within a pixel of its bounding box): free to
+        move, with the clipped core unusable, it went over to a source beside the
+        core and fitted that instead (two saturated stars 10 px apart on a stretched
+        frame were kept as a galaxy, 12 % of the frame's star flux)."""
         psf_chi2 = model.chi2(params, usable)
-        width, wide_chi2 = _Fitter._wider(model, usable, params)
+        rows, cols = np.nonzero(plateau)
+        within = ((cols.min() - 1.0, rows.min() - 1.0),
+                  (cols.max() + 1.0, rows.max() + 1.0))
+        width, wide_chi2 = _Fitter._wider(model, usable, params, within=within)
         return (width > GALAXY_WIDTH and psf_chi2 > CLIPPED_GALAXY_CHI2 * usable.sum()
                 and psf_chi2 > CLIPPED_GALAXY_GAIN * wide_chi2)
 
@@ -801,9 +808,10 @@ class _Fitter:
         return False
 
     @staticmethod
-    def _wide_fit(model: _WindowModel, pixels, params, plane=True):
+    def _wide_fit(model: _WindowModel, pixels, params, plane=True, within=None):
         """``(width, chi2)`` of the profile of the best width (in PSF widths) over
-        ``pixels``, fitted from ``params``."""
+        ``pixels``, fitted from ``params`` (its centre ``(x, y)`` between the
+        corners ``within``, if given)."""
         # Amplitude, centre, the plane unless it is held at zero, and the width.
         free = [0, 1, 2, 3, 4, 5, 6] if plane else [0, 1, 2, 6]
         height, width = model.cut.shape
@@ -811,17 +819,19 @@ class _Fitter:
                           _WindowModel.WIDTH_RANGE[0]])
         upper = np.array([np.inf, width + 5.0, height + 5.0, np.inf, np.inf, np.inf,
                           _WindowModel.WIDTH_RANGE[1]])
+        if within is not None:
+            lower[1:3], upper[1:3] = within
         wide, residuals = model.fit(params, pixels, free, lower[free], upper[free])
         return float(wide[6]), model.chi2_of(residuals, pixels)
 
     @staticmethod
-    def _wider(model: _WindowModel, pixels, params, plane=True):
+    def _wider(model: _WindowModel, pixels, params, plane=True, within=None):
         """``(width, chi2)``: the best width (in PSF widths) over ``pixels`` and its
         chi-square, or 1 and the PSF's if not significantly better."""
         psf_chi2 = model.chi2(params, pixels)
         if pixels.sum() < 8 or psf_chi2 <= GALAXY_CHI2_GAIN:
             return 1.0, psf_chi2    # (too few pixels, or no profile can do better)
-        width, wide_chi2 = _Fitter._wide_fit(model, pixels, params, plane)
+        width, wide_chi2 = _Fitter._wide_fit(model, pixels, params, plane, within)
         if psf_chi2 - wide_chi2 > GALAXY_CHI2_GAIN:
             return width, wide_chi2
         return 1.0, psf_chi2
