@@ -1,6 +1,7 @@
 """The default preset on scenes at the edges of the survey benchmark's settings.
 
     .venv/bin/python benchmarks/bench_edge_settings.py                 # 54 frames, ~2 min
+    .venv/bin/python benchmarks/bench_edge_settings.py --invert-asinh 0.1   # README recipe
 
 ``bench_random_scenes.py`` draws settings inside the ranges of the benchmark's frames;
 the survey issue's checks may use others.  Here one setting at a time moves to an edge
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from multiprocessing import Pool
 
 from bench_random_scenes import SCALES, report, score
@@ -51,9 +53,13 @@ def edge_specs():
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="processes")
+    parser.add_argument("--invert-asinh", type=float, default=None, metavar="A",
+                        help="stretched frames through the README's recipe for a known "
+                             "asinh stretch of softening A (theirs: 0.1)")
     args = parser.parse_args(argv)
     with Pool(args.workers) as pool:
-        rows = pool.map(score, edge_specs(), chunksize=1)
+        rows = pool.map(functools.partial(score, invert_asinh=args.invert_asinh),
+                        edge_specs(), chunksize=1)
     report(rows)
     return 0
 

@@ -11,7 +11,7 @@ from pipeline import remove_stars
 from pipeline.core.background import black_clipped
 from pipeline.core.psf import PSFShape, moffat_image
 from pipeline.core.starfit import fit_and_subtract_stars
-from pipeline.metrics import rmse, star_flux_left
+from pipeline.metrics import psnr, rmse, star_flux_left
 from pipeline.synthetic import make_survey_frame
 
 PSF = PSFShape(fwhm=3.2, beta=3.0, ellipticity=0.15, angle=0.4, n_stars=0)
@@ -783,6 +783,24 @@ def test_a_clipped_star_beside_another_source_is_not_taken_for_a_galaxy():
     assert np.count_nonzero(frame.image[core] == 255.0) >= 9
     starless = remove_stars(frame.image)
     assert rmse(starless[core], frame.truth[core]) < frame.noise_sigma
+
+
+def test_the_readme_recipe_for_a_known_asinh_stretch_helps():
+    """A display stretch flattens bright stars' cores; with the stretch known, the
+    README undoes it with astropy before the fit and applies it again after.  On the
+    generator's stretched frames (an asinh stretch of softening 0.1) that gained 1.4
+    dB on average over the first four seeds (384 x 384: -0.6, +1.0, +0.8, +4.2)."""
+    from astropy.visualization import AsinhStretch
+
+    stretch = AsinhStretch(a=0.1)
+    gains = []
+    for seed in range(4):
+        frame = make_survey_frame((384, 384), seed=seed, scale="stretched")
+        direct = remove_stars(frame.image)
+        recipe = 255.0 * stretch(remove_stars(stretch.inverse(frame.image / 255.0)))
+        gains.append(psnr(recipe, frame.truth, data_range=255.0)
+                     - psnr(direct, frame.truth, data_range=255.0))
+    assert np.mean(gains) > 0.5
 
 
 def test_saturated_stars_with_wings_broader_than_the_psf_go():
