@@ -584,11 +584,8 @@ class _Fitter:
                     # two. The one away from this peak may instead be a galaxy's cusp,
                     # which a PSF fits as well as a star: it goes only if it fails
                     # the nucleus test judged at its own centre.
-                    pair = self._pair(model, usable, flat, window_chi2)
-                    if pair is None:
-                        return False
-                    self._split_beside_nucleus(window, pair, row, col)
-                    return True
+                    return self._split_beside_nucleus(
+                        window, self._pair(model, usable, flat, window_chi2), row, col)
         self._subtract(window, amplitude, x0, y0)
         return True
 
@@ -620,7 +617,11 @@ class _Fitter:
 
     def _split_beside_nucleus(self, window, pair, row, col):
         """Subtract the star of ``pair`` (from :meth:`_pair`) nearer to the peak (row,
-        col), and the other unless it is a galaxy's nucleus (:meth:`_nucleus`)."""
+        col), and the other unless it is a galaxy's nucleus (:meth:`_nucleus`), and
+        return ``True``; ``False`` (the source stays) if there is no pair, as
+        :meth:`_split` does."""
+        if pair is None:
+            return False
         here, other = self._nearer_first(pair, row - window[0].start,
                                          col - window[1].start)
         self._subtract(window, *here)
@@ -629,6 +630,7 @@ class _Fitter:
         if not self._nucleus(*self._nearest_pixel(centre_row, centre_col),
                              centre_row, centre_col, other_amplitude):
             self._subtract(window, *other)
+        return True
 
     @staticmethod
     def _nearer_first(pair, row, col):
