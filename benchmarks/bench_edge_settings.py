@@ -1,7 +1,7 @@
 """The default preset on scenes at the edges of the survey benchmark's settings.
 
     .venv/bin/python benchmarks/bench_edge_settings.py                 # 54 frames, ~2 min
-    .venv/bin/python benchmarks/bench_edge_settings.py --invert-asinh 0.1   # README recipe
+    .venv/bin/python benchmarks/bench_edge_settings.py --asinh-knee 85.05   # known stretch
 
 ``bench_random_scenes.py`` draws settings inside the ranges of the benchmark's frames;
 the survey issue's checks may use others.  Here one setting at a time moves to an edge
@@ -53,12 +53,12 @@ def edge_specs():
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="processes")
-    parser.add_argument("--invert-asinh", type=float, default=None, metavar="A",
-                        help="stretched frames through the README's recipe for a known "
-                             "asinh stretch of softening A (theirs: 0.1)")
+    parser.add_argument("--asinh-knee", type=float, default=None, metavar="K",
+                        help="asinh_knee=K for the stretched frames, whose display "
+                             "stretch is then known (theirs: 85.05)")
     args = parser.parse_args(argv)
     with Pool(args.workers) as pool:
-        rows = pool.map(functools.partial(score, invert_asinh=args.invert_asinh),
+        rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee),
                         edge_specs(), chunksize=1)
     report(rows)
     return 0

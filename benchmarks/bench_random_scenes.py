@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_random_scenes.py                 # 24 frames
     .venv/bin/python benchmarks/bench_random_scenes.py --frames 48 --workers 2
-    .venv/bin/python benchmarks/bench_random_scenes.py --invert-asinh 0.1   # README recipe
+    .venv/bin/python benchmarks/bench_random_scenes.py --asinh-knee 85.05   # known stretch
 
 The survey issue's checks run on frames with other seeds *and* other scene settings
 than ``bench_survey_quality.py``'s six.  This draws those settings at random (seed 777):
@@ -16,9 +16,10 @@ the RMSE over the extended sources in noise sigmas (<= 0.7), with PSNR and SSIM.
 are no tuned baselines (see ``bench_survey_quality.py`` for those): it counts how often
 the targets hold on scenes no rule was tuned on, and names the frames where they fail.
 
-``--invert-asinh A`` runs the stretched frames through the README's recipe for display
-data whose asinh stretch is known (astropy's ``AsinhStretch(a=A)`` inverted, the stars
-removed on the linear data, the stretch applied again); the frames' own is ``A = 0.1``.
+``--asinh-knee K`` passes ``asinh_knee=K`` for the stretched frames, whose display
+stretch is then known: the stars are fitted on the linear scale ``K sinh(y / K)`` and
+the result stretched back.  The frames' own knee is ``255 / asinh(10) = 85.05``
+(astropy's ``AsinhStretch(a=0.1)`` on 8 bits).
 """
 
 from __future__ import annotations
@@ -59,28 +60,23 @@ def draw_specs(count, *, seed=777):
     return specs
 
 
-def starless_of(frame, invert_asinh=None):
-    """``remove_stars(frame.image)``, or with ``invert_asinh`` on a stretched frame
-    (0..255) the README's recipe: the stretch inverted, the stars removed, the stretch
-    applied again."""
-    from astropy.visualization import AsinhStretch
-
+def starless_of(frame, asinh_knee=None):
+    """``remove_stars(frame.image)``, with ``asinh_knee`` on a stretched frame."""
     from pipeline import remove_stars
 
-    if invert_asinh is None or frame.spec.scale != "stretched":
-        return remove_stars(frame.image)
-    stretch = AsinhStretch(a=invert_asinh)
-    return 255.0 * stretch(remove_stars(stretch.inverse(frame.image / 255.0)))
+    if frame.spec.scale != "stretched":
+        asinh_knee = None
+    return remove_stars(frame.image, asinh_knee=asinh_knee)
 
 
-def score(spec, invert_asinh=None):
-    """One frame's row of the report (see :func:`starless_of` for ``invert_asinh``)."""
+def score(spec, asinh_knee=None):
+    """One frame's row of the report (see :func:`starless_of` for ``asinh_knee``)."""
     warnings.simplefilter("ignore")
     from pipeline.metrics import extended_rmse, psnr, ssim, star_flux_left
 
     frame = build_frame(spec)
     start = time.perf_counter()
-    starless = starless_of(frame, invert_asinh)
+    starless = starless_of(frame, asinh_knee)
     seconds = time.perf_counter() - start
     return dict(
         name=spec.name, fwhm=spec.fwhm, beta=spec.moffat_beta,
@@ -115,12 +111,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2, help="processes")
-    parser.add_argument("--invert-asinh", type=float, default=None, metavar="A",
-                        help="stretched frames through the README's recipe for a known "
-                             "asinh stretch of softening A (theirs: 0.1)")
+    parser.add_argument("--asinh-knee", type=float, default=None, metavar="K",
+                        help="asinh_knee=K for the stretched frames, whose display "
+                             "stretch is then known (theirs: 85.05)")
     args = parser.parse_args(argv)
     with Pool(args.workers) as pool:
-        rows = pool.map(functools.partial(score, invert_asinh=args.invert_asinh),
+        rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee),
                         draw_specs(args.frames), chunksize=1)
     report(rows)
     return 0

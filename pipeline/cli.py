@@ -175,10 +175,14 @@ def _add_run_options(p, *, single: bool) -> None:
                    help="tile side in pixels, or 'full' for one tile (default: whole "
                         "axes up to 4096 px, else 2048-px tiles)")
     p.add_argument("--preset", default=None,
-                   help="parameter preset: paper or reference (default: the config's, "
-                        "else paper)")
+                   help="parameter preset: survey, paper or reference (default: the "
+                        "config's, else survey)")
     p.add_argument("--n-iter", type=int, default=None, metavar="N",
                    help="diffusion iterations (default: the config's, else the preset's)")
+    p.add_argument("--asinh-knee", type=float, default=None, metavar="K",
+                   help="the image is shown through a known asinh stretch of knee K "
+                        "in its units (85.05 for an 8-bit AsinhStretch(0.1)); the "
+                        "survey fit runs on its linear scale (default: none)")
     p.add_argument("--hdu", type=_hdu_arg, default=None, metavar="H",
                    help="FITS HDU index or EXTNAME (default: the first with image data)")
     p.add_argument("--plane", type=int, default=None, metavar="P",
@@ -232,8 +236,9 @@ def _merged_config(args):
     if args.preset is not None:
         config.preset = args.preset
         # The config's parameters now apply over the command line's preset.
-    if args.n_iter is not None:
-        config.parameters = {**config.parameters, "n_iter": args.n_iter}
+    for name in ("n_iter", "asinh_knee"):
+        if getattr(args, name) is not None:
+            config.parameters = {**config.parameters, name: getattr(args, name)}
     for name in ("chunk", "hdu", "plane", "checkpoint_every"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))

@@ -9,7 +9,7 @@ file)::
       - raw/night2/            # every image file in the folder (not recursive)
     output: starless/  # destar run: required; folder of the results (created)
     format: zarr       # zarr (default) | fits | tif | npy | png
-    preset: paper      # a name of pipeline.PRESETS (default: paper)
+    preset: paper      # a name of pipeline.PRESETS (default: survey)
     parameters:        # DiffusionParameters fields over the preset
       n_iter: 200
     chunk: 2048        # tile side in pixels, or "full"

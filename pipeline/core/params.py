@@ -77,7 +77,7 @@ class DiffusionParameters:
         streak) stays, with a background and noise map measured on the image
         (:func:`pipeline.core.starfit.fit_and_subtract_stars`); it reads no other
         field but ``threshold_sample``, the area the PSF is measured on in a tiled
-        run.
+        run, and ``asinh_knee``.
     stop : {"fixed", "auto"}
         When the diffusion ends.  ``"fixed"``: after exactly ``n_iter`` iterations,
         as in the paper, whose authors chose n by trial and error (30 to 300).
@@ -99,6 +99,16 @@ class DiffusionParameters:
         60).  ``DiffusionResult.n_iter_run`` is the iteration returned.  Whole-frame
         runs only: a tiled run must know its halo, hence its ``n_iter``, before it
         starts, and raises ``ValueError``.
+    asinh_knee : float or None
+        For a PSF star model only: the image is shown through a known asinh display
+        stretch ``y = K asinh(x / s)`` with its zero at 0 (the black point), and this
+        is ``K``, in the image's units (``W / asinh(1 / a)`` for astropy's
+        ``AsinhStretch(a)`` on a white level ``W``: 85.05 for ``a = 0.1`` and 8 bits;
+        ``W / Q`` for Lupton et al.'s ``asinh(Q x) / Q``).  The stars are fitted on
+        ``K sinh(y / K)``, where a bright star has the PSF's shape instead of a core
+        flattened by the stretch, and the result is stretched back
+        (:mod:`pipeline.core.stretch`).  ``None`` (default): the image is fitted as
+        it is.  A wrong knee costs more than none: see benchmarks/README.md.
 
     References
     ----------
@@ -123,6 +133,7 @@ class DiffusionParameters:
     threshold_sample: int | None = None
     star_model: StarModel = "asymmetry"
     stop: Stop = "fixed"
+    asinh_knee: float | None = None
 
     def __post_init__(self) -> None:
         _check_int(self, "n_iter", minimum=0)
@@ -157,6 +168,13 @@ class DiffusionParameters:
             )
         if not isinstance(self.stop, str) or self.stop not in ("fixed", "auto"):
             raise ValueError(f"stop={self.stop!r}; expected 'fixed' or 'auto'")
+        if self.asinh_knee is not None:
+            _check_real(self, "asinh_knee")
+            if not self.asinh_knee > 0:
+                raise ValueError(f"asinh_knee={self.asinh_knee!r} must be > 0")
+            if self.star_model != "psf":
+                raise ValueError("asinh_knee applies to the PSF star model (preset "
+                                 "'survey'), not to the diffusion")
 
     def replace(self, **overrides) -> "DiffusionParameters":
         """Return a copy with some fields changed; unknown names raise ``TypeError``."""
@@ -267,4 +285,4 @@ def resolve_parameters(
 
 
 #: The fields a PSF star model reads.
-_PSF_MODEL_FIELDS = frozenset({"star_model", "threshold_sample"})
+_PSF_MODEL_FIELDS = frozenset({"star_model", "threshold_sample", "asinh_knee"})

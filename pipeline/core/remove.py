@@ -18,6 +18,7 @@ from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_pa
 from pipeline.core.psf import measure_psf
 from pipeline.core.sampling import psf_region
 from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
+from pipeline.core.stretch import check_knee_range, linearize, restretch
 
 __all__ = ["remove_stars_array", "diagnose", "validate_image", "validate_dtype",
            "prepare_plane", "frame_psf",
@@ -169,6 +170,13 @@ def _psf_starless(plane, psf) -> np.ndarray:
 
 
 def _starless_plane(plane, params) -> np.ndarray:
+    if params.star_model == "psf" and params.asinh_knee is not None:
+        knee = params.asinh_knee
+        check_knee_range(float(np.max(np.abs(plane), initial=0.0,
+                                      where=np.isfinite(plane))), knee)
+        linear = linearize(plane, knee)
+        starless = _psf_starless(linear, frame_psf(linear, params))
+        return restretch(starless, linear, plane, knee)
     if params.star_model == "psf":
         return _psf_starless(plane, frame_psf(plane, params))
     return _run_plane(plane, params, ()).image

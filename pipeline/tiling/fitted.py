@@ -33,6 +33,7 @@ import numpy as np
 
 from pipeline.core.params import DiffusionParameters
 from pipeline.core.remove import frame_psf
+from pipeline.core.stretch import check_knee_range, linearize, restretch
 from pipeline.core.starfit import (
     defined_pixels,
     fit_and_subtract_stars,
@@ -59,17 +60,24 @@ def frame_saturation(array: da.Array) -> float:
     return saturation_between(np.nanmedian(sample), largest)
 
 
-def fit_tile(block, core, ext, psf, saturation, halo):
+def fit_tile(block, core, ext, psf, saturation, halo, asinh_knee=None):
     """Remove the stars of one tile: ``(core's starless, TileMetrics)``.
 
     A plain NumPy function (the per-tile kernel of :func:`fit_tiles`): ``block`` is
     the tile's extended block ``ext`` of the frame and ``core`` its core's bounds.
+    With ``asinh_knee`` the block is fitted on its linear scale
+    (:mod:`pipeline.core.stretch`; ``psf`` and ``saturation`` are that scale's).
     """
     start = time.perf_counter()
-    fit = fit_and_subtract_stars(np.asarray(block), psf=psf, saturation=saturation)
     inner = _core_in_block(core, ext)
-    starless = fit.starless[inner]
     original = np.asarray(block, dtype=np.float64)[inner]
+    if asinh_knee is None:
+        fit = fit_and_subtract_stars(np.asarray(block), psf=psf, saturation=saturation)
+        starless = fit.starless[inner]
+    else:
+        linear = linearize(np.asarray(block), asinh_knee)
+        fit = fit_and_subtract_stars(linear, psf=psf, saturation=saturation)
+        starless = restretch(fit.starless[inner], linear[inner], original, asinh_knee)
     finite = np.isfinite(original)
     rows, cols = fit.centres[:, 0] + ext[0], fit.centres[:, 1] + ext[2]
     in_core = ((rows >= core[0] - 0.5) & (rows < core[1] - 0.5)
@@ -105,8 +113,14 @@ def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None 
     halo = FIT_HALO if halo is None else int(halo)
     if halo < 0:
         raise ValueError(f"halo={halo} must be >= 0")
-    psf = frame_psf(array, params)
+    knee = params.asinh_knee
+    linear = array
+    if knee is not None:
+        check_knee_range(float(da.nanmax(da.fabs(da.where(da.isfinite(array), array,
+                                                          np.nan))).compute()), knee)
+        linear = linearize(array, knee)
+    psf = frame_psf(linear, params)
     result = independent_tiles(array, halo=halo, kernel=fit_tile,
-                               args=(psf, frame_saturation(array), halo),
+                               args=(psf, frame_saturation(linear), halo, knee),
                                checkpoint=checkpoint)
     return result, psf
