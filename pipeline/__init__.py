@@ -1,4 +1,7 @@
-"""destar: remove background stars from astronomical images by asymmetry-driven diffusion.
+"""destar: remove background stars from astronomical images.
+
+By default (preset ``survey``) the stars are the sources that the image's own PSF fits;
+the ``paper`` and ``reference`` presets run Cohen & Lu's asymmetry-driven diffusion.
 
 The public entry point is :func:`remove_stars`.  Layers:
 

@@ -340,8 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog=PROG,
-        description="Remove background stars from astronomical images by "
-                    "asymmetry-driven diffusion (Cohen & Lu).",
+        description="Remove background stars from astronomical images: by default "
+                    "the sources that the image's own PSF fits (preset survey), or by "
+                    "the asymmetry-driven diffusion of Cohen & Lu (presets paper and "
+                    "reference).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", default=False,
