@@ -157,7 +157,9 @@ MEDIAN_NOISE = 1.2533
 #: chi-square lower than the wider profile's by ``ON_PLANE_CHI2_GAIN``: a star in front
 #: of a galaxy's inner light, which makes it look as wide as the galaxy.  (The plane
 #: has three free parameters to the wider profile's one; 10 is beyond what three
-#: parameters gain on noise, chi-square with 3 degrees of freedom, p = 0.02.)
+#: parameters gain on noise, chi-square with 3 degrees of freedom, p = 0.02.)  A core
+#: whose wider profile fits it better by less than that does not tell either way, and
+#: the whole window decides.
 ON_PLANE_MAX_CHI2 = 1.5
 ON_PLANE_CHI2_GAIN = 10.0
 #: A source wider than the PSF is two stars if two PSFs fit it to within this
@@ -569,14 +571,15 @@ class _Fitter:
                 # the wider profile: a star in front of a galaxy's smooth inner light.
                 on_plane_chi2 = model.chi2(params, inner)
                 # A core of a dozen pixels may not tell, when the wider profile fits
-                # it no better: then the same test over the whole window, where the
-                # light of a galaxy's slope is a plane and a galaxy is not.  (Not for
-                # faint sources, whose window the noise dominates, nor beside clipped
-                # pixels, which cut the window's light short.)
+                # it no better by more than the noise gives (ON_PLANE_CHI2_GAIN, as
+                # the other way round): then the same test over the whole window,
+                # where the light of a galaxy's slope is a plane and a galaxy is not.
+                # (Not for faint sources, whose window the noise dominates, nor beside
+                # clipped pixels, which cut the window's light short.)
                 in_front = plane_width <= CORE_WIDTH and (
                     self._fits_on_its_plane(on_plane_chi2, inner.sum(), core_chi2)
                     or (bright and not self.clipped[window].any()
-                        and core_chi2 >= on_plane_chi2
+                        and core_chi2 > on_plane_chi2 - ON_PLANE_CHI2_GAIN
                         and self._fits_on_its_plane(model.chi2(params, usable),
                                                     usable.sum(), window_chi2)))
                 if core_width > CORE_WIDTH and not in_front:
