@@ -86,6 +86,7 @@ FITS_KEYWORDS: dict[str, str] = {
     "formulation": "DS_FORM",
     "star_model": "DS_STARM",
     "stop": "DS_STOP",
+    "asinh_knee": "DS_KNEE",
 }
 
 _FIELD_COMMENTS = {
@@ -101,6 +102,7 @@ _FIELD_COMMENTS = {
     "formulation": "enhancement formulation",
     "star_model": "stars told by asymmetry or PSF fit",
     "stop": "n_iter fixed, or a maximum (auto)",
+    "asinh_knee": "asinh display knee (undefined: none)",
 }
 
 _PICTURE_PERCENTILES = (0.5, 99.5)

@@ -5,6 +5,7 @@ import math
 import dask.array as da
 import numpy as np
 import pytest
+from astropy.io import fits
 from skimage.metrics import peak_signal_noise_ratio as psnr
 
 from pipeline import cli, remove_stars
@@ -117,7 +118,23 @@ def test_cli_takes_the_knee(tmp_path, frame, starless, capsys):
     assert cli.main(["remove", str(source), "-o", str(out), "--asinh-knee", str(KNEE),
                      "--quiet"]) == 0
     np.testing.assert_allclose(np.load(out), starless, rtol=0, atol=1e-9)
+    fits_out = tmp_path / "starless.fits"
+    assert cli.main(["remove", str(source), "-o", str(fits_out), "--asinh-knee", str(KNEE),
+                     "--quiet"]) == 0
+    assert fits.getheader(fits_out)["DS_KNEE"] == pytest.approx(KNEE)
     capsys.readouterr()
     code = cli.main(["remove", str(source), "-o", str(tmp_path / "bad.npy"),
                      "--asinh-knee", "-3", "--quiet"])
     assert_one_line_error(code, capsys.readouterr().err, "asinh_knee=-3.0 must be > 0")
+
+
+def test_a_config_takes_the_knee(tmp_path):
+    from pipeline.config import ConfigError, load_config
+
+    good = tmp_path / "good.yaml"
+    good.write_text("parameters:\n  asinh_knee: 85.05\n")
+    assert load_config(good).params().asinh_knee == 85.05
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preset: paper\nparameters:\n  asinh_knee: 85.05\n")
+    with pytest.raises(ConfigError, match="asinh_knee"):
+        load_config(bad)
