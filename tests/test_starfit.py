@@ -775,9 +775,9 @@ def test_a_star_on_a_galaxys_disk_goes_when_its_core_cannot_tell():
     galaxy over its window.  Its core, a dozen pixels, fits the PSF on its plane and a
     wider profile equally well, to the noise; then the whole window decides, where the
     galaxy's light under the star is a plane.  The core used to count as telling
-    whenever the wider profile fitted it better by any amount: here by 2 in
-    chi-square, which the noise alone gives, and the star (peak 1200, noise 5) was
-    kept, 43 sigma left at its centre."""
+    whenever the wider profile fitted it better by any amount: here by 5.5 in
+    chi-square over 21 pixels, which the noise alone gives, and the star (peak 220,
+    noise 5) was kept whole, 43 sigma left at its centre."""
     from astropy.modeling.models import Sersic2D
 
     rng = np.random.default_rng(58)

@@ -170,16 +170,16 @@ def _psf_starless(plane, psf) -> np.ndarray:
 
 
 def _starless_plane(plane, params) -> np.ndarray:
-    if params.star_model == "psf" and params.asinh_knee is not None:
-        knee = params.asinh_knee
-        check_knee_range(float(np.max(np.abs(plane), initial=0.0,
-                                      where=np.isfinite(plane))), knee)
-        linear = linearize(plane, knee)
-        starless = _psf_starless(linear, frame_psf(linear, params))
-        return restretch(starless, linear, plane, knee)
-    if params.star_model == "psf":
+    if params.star_model != "psf":
+        return _run_plane(plane, params, ()).image
+    knee = params.asinh_knee
+    if knee is None:
         return _psf_starless(plane, frame_psf(plane, params))
-    return _run_plane(plane, params, ()).image
+    check_knee_range(float(np.max(np.abs(plane), initial=0.0, where=np.isfinite(plane))),
+                     knee)
+    linear = linearize(plane, knee)
+    starless = _psf_starless(linear, frame_psf(linear, params))
+    return restretch(starless, linear, plane, knee)
 
 
 def remove_stars_array(

@@ -33,13 +33,13 @@ import numpy as np
 
 from pipeline.core.params import DiffusionParameters
 from pipeline.core.remove import frame_psf
-from pipeline.core.stretch import check_knee_range, linearize, restretch
 from pipeline.core.starfit import (
     defined_pixels,
     fit_and_subtract_stars,
     saturation_between,
     typical_level_step,
 )
+from pipeline.core.stretch import check_knee_range, linearize, restretch
 from pipeline.tiling.tiles import (
     FIT_HALO,
     TiledResult,
