@@ -385,8 +385,9 @@ def remove_stars_file(
     ----------
     input_path:
         FITS, TIFF, PNG/JPEG or NPY image (:func:`pipeline.io.read_image`); one 2-D
-        plane (choose ``hdu``/``plane`` for multi-extension files and cubes).  Colour
-        images are refused.
+        plane (choose ``hdu``/``plane`` for multi-extension files and cubes).  A colour
+        image's channels are processed one after the other, each on its own as a
+        plane (not into ``.zarr``, which holds one plane).
     output_path:
         ``.zarr`` (store with metrics and provenance), ``.fits``, ``.tif/.tiff``,
         ``.png``, ``.jpg/.jpeg`` or ``.npy`` (see the module notes).
@@ -457,12 +458,17 @@ def remove_stars_file(
     _check_output(output, kind, input_path, overwrite)
 
     data, meta = read_image(input_path, hdu=hdu, plane=plane)
-    if meta.is_rgb:
-        raise ValueError(f"{input_path}: is a colour image of shape {data.shape}; "
-                         "destar remove takes one plane (convert it to grey first)")
-    image = validate_image(data)
-    chunks = frame_chunks(image.shape, chunk)
-    array = da.from_array(image, chunks=chunks)
+    colour = meta.is_rgb
+    if colour and kind == "zarr":
+        raise ValueError(f"{input_path}: is a colour image of shape {data.shape}; a .zarr "
+                         "store holds one plane: write it to .png, .jpg, .tif, .fits or "
+                         ".npy, whose channels are processed one by one")
+    image = validate_image(data, channel_axis=-1 if colour else None)
+    # A colour picture's channels run one after the other, each on its own.
+    planes = [image[..., c] for c in range(image.shape[-1])] if colour else [image]
+    chunks = frame_chunks(planes[0].shape, chunk)
+    arrays = [da.from_array(p, chunks=chunks) for p in planes]
+    array = arrays[0]
     n_tiles = math.prod(len(c) for c in array.chunks)
     halo = default_halo(params)
 
@@ -471,7 +477,7 @@ def remove_stars_file(
         else int(checkpoint_every)
     # A run whose tiles are independent (PSF fitting, or theta from sample blocks)
     # streams them: its checkpoint keeps finished tiles rather than a shared state.
-    streamed = streams_tiles(image.shape, params, halo)
+    streamed = streams_tiles(array.shape, params, halo)
     if kind == "zarr" and every > 0:
         fingerprint = _fingerprint(meta, params, chunks, halo, __version__)
         checkpoint = (TileCheckpoint(checkpoint_path(output), fingerprint=fingerprint)
@@ -481,9 +487,16 @@ def remove_stars_file(
                                      every=every, fingerprint=fingerprint))
 
     fitted = params.star_model == "psf"
-    label = (f"{input_path.name} PSF" if fitted else
-             f"{input_path.name} theta sample" if streamed else input_path.name)
-    bar = _progress_bar(progress, params.n_iter, label, progress_position)
+
+    def plane_name(index):
+        return f"{input_path.name}[{index}]" if colour else input_path.name
+
+    def label(index):
+        name = plane_name(index)
+        return (f"{name} PSF" if fitted else f"{name} theta sample" if streamed
+                else name)
+
+    bar = _progress_bar(progress, params.n_iter, label(0), progress_position)
 
     def on_progress(done):
         if bar is not None:
@@ -495,18 +508,33 @@ def remove_stars_file(
         stack.enter_context(tile_warning_filters())
         runner = client if client is not None else stack.enter_context(
             connect(scheduler, cluster))
-        # Everything but the tiles stays in this process, even with a cluster client.
-        with dask.config.set(scheduler="threads"):
-            tiled = _run_on(runner, array, params, halo=halo, checkpoint=checkpoint,
-                            progress=on_progress, notify=_warn)
-        # Streamed tiles run as they are written: on the cluster's workers if there is
-        # one, else on local threads.
-        where = runner.get if tiled.streamed and runner is not None else "threads"
-        if tiled.streamed and bar is not None:
-            bar.reset(total=n_tiles)
-            bar.set_description(f"{input_path.name} tiles", refresh=False)
-            bar.unit = "tile"
-            stack.enter_context(_tile_progress(bar))
+        starless_planes = []
+        for index, array in enumerate(arrays):
+            if index and bar is not None:
+                bar.reset(total=params.n_iter)
+                bar.set_description(label(index), refresh=False)
+                bar.unit = "it"
+            # Everything but the tiles stays in this process, even with a cluster
+            # client.
+            with dask.config.set(scheduler="threads"):
+                tiled = _run_on(runner, array, params, halo=halo, checkpoint=checkpoint,
+                                progress=on_progress, notify=_warn)
+            # Streamed tiles run as they are written: on the cluster's workers if
+            # there is one, else on local threads.
+            where = runner.get if tiled.streamed and runner is not None else "threads"
+            if tiled.streamed and bar is not None:
+                bar.reset(total=n_tiles)
+                bar.set_description(f"{plane_name(index)} tiles", refresh=False)
+                bar.unit = "tile"
+                if index == 0:
+                    stack.enter_context(_tile_progress(bar))
+            if kind == "zarr":
+                break   # one plane, written below
+            if tiled.streamed:
+                with dask.config.set(scheduler=where):
+                    starless_planes.append(np.asarray(tiled.starless.compute()))
+            else:
+                starless_planes.append(np.asarray(tiled.starless))
         summary: dict[str, Any] = {}
         if kind == "zarr":
             starless, stars, mask, inexact = split_stars(array, da.asarray(tiled.starless))
@@ -536,12 +564,9 @@ def remove_stars_file(
                 checkpoint.remove()  # only now that the store is complete
             summary["stars_inexact_pixels"] = int(
                 store_module.open_store(output).attrs["stars_inexact_pixels"])
-        elif tiled.streamed:
-            with dask.config.set(scheduler=where):
-                starless = np.asarray(tiled.starless.compute())
-        else:
-            starless = tiled.starless
     if kind != "zarr":
+        starless = (np.stack(starless_planes, axis=-1) if colour
+                    else starless_planes[0])
         history = (f"destar {__version__}: stars removed with preset '{preset}' "
                    f"(n_iter={params.n_iter}) from {input_path.name} "
                    f"sha256 {meta.sha256}")
@@ -565,7 +590,7 @@ def remove_stars_file(
         "format": kind,
         "shape": tuple(int(n) for n in image.shape),
         "chunks": tuple(int(c) for c in chunks),
-        "tiles": int(n_tiles),
+        "tiles": int(n_tiles) * len(arrays),
         "halo": int(tiled.halo),
         "preset": preset,
         "star_model": params.star_model,

@@ -200,3 +200,38 @@ def test_frame_without_a_star_to_measure_says_what_to_do(capsys, tmp_path):
     code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--quiet"])
     assert_one_line_error(code, err, "no bright", "preset='paper'")
     assert out == "" and not output.exists()
+
+
+@pytest.fixture(scope="module")
+def colour_png(tmp_path_factory):
+    """An 8-bit RGB picture whose channels are three stretched survey frames."""
+    channels = [make_survey_frame((SIZE, SIZE), seed=seed, n_stars=80, n_galaxies=2,
+                                  scale="stretched").image for seed in (21, 22, 23)]
+    rgb = np.clip(np.round(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("colour") / "rgb.png"
+    Image.fromarray(rgb).save(path)
+    return path, rgb
+
+
+def test_a_colour_picture_goes_channel_by_channel(tmp_path, colour_png, capsys):
+    path, rgb = colour_png
+    before = sha256_file(path)
+    out = tmp_path / "starless.npy"
+    code, stdout, _ = _run(capsys, ["remove", str(path), "-o", str(out)])
+    assert code == 0
+    assert f"{SIZE}x{SIZE}x3 px" in stdout
+    starless = np.load(out)
+    assert starless.shape == rgb.shape
+    np.testing.assert_allclose(starless, remove_stars(rgb, channel_axis=-1), atol=1e-9)
+    assert sha256_file(path) == before
+    picture = tmp_path / "starless.png"
+    assert _run(capsys, ["remove", str(path), "-o", str(picture), "--quiet"])[0] == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(picture)),
+                                  np.clip(np.round(starless), 0, 255).astype(np.uint8))
+
+
+def test_a_colour_picture_into_a_store_is_a_clear_error(tmp_path, colour_png, capsys):
+    path, _ = colour_png
+    code, _, err = _run(capsys, ["remove", str(path), "-o", str(tmp_path / "out.zarr")])
+    assert_one_line_error(code, err, "colour image", ".zarr store holds one plane")
+    assert not (tmp_path / "out.zarr").exists()
