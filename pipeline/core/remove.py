@@ -18,7 +18,7 @@ from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_pa
 from pipeline.core.psf import measure_psf
 from pipeline.core.sampling import psf_region
 from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
-from pipeline.core.stretch import check_knee_range, linearize, restretch
+from pipeline.core.stretch import check_knee, linearize, restretch
 
 __all__ = ["remove_stars_array", "diagnose", "validate_image", "validate_dtype",
            "prepare_plane", "frame_psf",
@@ -175,8 +175,7 @@ def _starless_plane(plane, params) -> np.ndarray:
     knee = params.asinh_knee
     if knee is None:
         return _psf_starless(plane, frame_psf(plane, params))
-    check_knee_range(float(np.max(np.abs(plane), initial=0.0, where=np.isfinite(plane))),
-                     knee)
+    check_knee(plane, knee)
     linear = linearize(plane, knee)
     starless = _psf_starless(linear, frame_psf(linear, params))
     return restretch(starless, linear, plane, knee)

@@ -30,16 +30,17 @@ import math
 
 import numpy as np
 
-__all__ = ["check_knee_range", "linearize", "restretch"]
+__all__ = ["check_knee", "linearize", "restretch"]
 
 #: ``sinh`` of more than this overflows float64.
 _LARGEST_SINH_ARGUMENT = math.asinh(np.finfo(np.float64).max)
 
 
-def check_knee_range(largest_magnitude: float, knee: float) -> None:
-    """Raise ``ValueError`` if ``K sinh(y / K)`` overflows for ``|y|`` up to
-    ``largest_magnitude`` (an asinh knee far below the image's values is a mistake,
-    as a knee in the wrong units)."""
+def check_knee(image, knee: float) -> None:
+    """Raise ``ValueError`` if ``K sinh(y / K)`` overflows for a finite value of
+    ``image`` (NumPy, or Dask, which is reduced here): an asinh knee far below the
+    image's values is a mistake, as a knee in the wrong units."""
+    largest_magnitude = float(np.max(np.where(np.isfinite(image), np.abs(image), 0.0)))
     if largest_magnitude / knee > _LARGEST_SINH_ARGUMENT:
         raise ValueError(
             f"asinh_knee={knee:g} is too small for this image: its largest value "

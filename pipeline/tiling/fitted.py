@@ -39,7 +39,7 @@ from pipeline.core.starfit import (
     saturation_between,
     typical_level_step,
 )
-from pipeline.core.stretch import check_knee_range, linearize, restretch
+from pipeline.core.stretch import check_knee, linearize, restretch
 from pipeline.tiling.tiles import (
     FIT_HALO,
     TiledResult,
@@ -116,8 +116,7 @@ def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None 
     knee = params.asinh_knee
     linear = array
     if knee is not None:
-        check_knee_range(float(da.nanmax(da.fabs(da.where(da.isfinite(array), array,
-                                                          np.nan))).compute()), knee)
+        check_knee(array, knee)
         linear = linearize(array, knee)
     psf = frame_psf(linear, params)
     result = independent_tiles(array, halo=halo, kernel=fit_tile,
