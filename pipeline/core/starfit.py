@@ -111,6 +111,18 @@ RESIDUE_MIN_SNR = 10.0
 #: error sat under stars above 100 sigma; summed over 14 linear and sky-subtracted
 #: frames 5.68 -> 4.81 sigma.  At 5 sigmas the average reached galaxies' edges.)
 STAR_NOISE_SNR = 10.0
+#: ... but not over the light of a source the fits left in place (a galaxy's nucleus
+#: beside a bright star): within ``KEPT_LIGHT_REACH`` FWHM of its peak, a pixel that
+#: stands out from the average by more than ``KEPT_LIGHT_SIGMAS`` of its noise
+#: (photon noise included) is no noise, and by more than ``KEPT_LIGHT_SHARE`` of the
+#: stars' model there no mismatch of their fits either, and keeps its value; not
+#: within as many FWHM of a clipped core, whose filling is no measurement.  (A
+#: galaxy's 140-sigma nucleus 4 px from a 900-sigma star was flattened to 30 sigma;
+#: 144 scratch frames: +6.2 dB summed, extended-source RMSE better on 11, two frames
+#: worse where the fits had left a star in place, which the average had hidden.)
+KEPT_LIGHT_REACH = 2.0
+KEPT_LIGHT_SIGMAS = 5.0
+KEPT_LIGHT_SHARE = 0.3
 #: The starless scene's light is smoothed over this many pixels before its photon
 #: noise is added to the noise map that the denoising works in units of, so that the
 #: noise itself does not raise it.  (Survey benchmark, 30 linear and sky-subtracted
@@ -999,14 +1011,29 @@ def _fill_clipped_cores(starless, holes, background, finite):
         starless[grown][core] = background[grown][core] + max(level, 0.0)
 
 
-def _average_under_bright_stars(starless, valid, under, scale):
+def _average_under_bright_stars(starless, valid, under, scale, *, noise, model,
+                                kept):
     """Replace ``starless`` (in place) on ``under`` by its Gaussian average of width
-    ``scale`` over the ``valid`` pixels."""
+    ``scale`` over the ``valid`` pixels, but for the light of sources left in place:
+    a ``kept`` pixel that stands out from the average by more than
+    ``KEPT_LIGHT_SIGMAS`` of its ``noise`` and by more than ``KEPT_LIGHT_SHARE`` of
+    the stars' ``model`` there keeps its value, and is left out of the average."""
     if not under.any():
         return
-    weight = ndimage.gaussian_filter(valid.astype(np.float64), scale)
-    average = ndimage.gaussian_filter(np.where(valid, starless, 0.0), scale)
-    starless[under] = average[under] / np.maximum(weight[under], np.finfo(float).tiny)
+
+    def average_over(pixels):
+        weight = ndimage.gaussian_filter(pixels.astype(np.float64), scale)
+        total = ndimage.gaussian_filter(np.where(pixels, starless, 0.0), scale)
+        return total / np.maximum(weight, np.finfo(float).tiny)
+
+    average = average_over(valid)
+    departure = np.abs(starless - average)
+    light = kept & under & (departure > np.maximum(KEPT_LIGHT_SIGMAS * noise,
+                                                   KEPT_LIGHT_SHARE * model))
+    if light.any():
+        average = average_over(valid & ~light)
+    replaced = under & ~light
+    starless[replaced] = average[replaced]
 
 
 def _smoothed_light(image, size):
@@ -1139,6 +1166,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
 
     fitter = _Fitter(data - background, rms, saturated, valid, psf)
     n_stars = n_extended = 0
+    left_in_place = np.zeros(data.shape, dtype=bool)     # peaks judged no star
     for round_ in range(_ROUNDS):
         peaks = local_maxima((fitter.data - fitter.model) / rms,
                              min_distance=max(1, int(psf.fwhm // 2)),
@@ -1157,6 +1185,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
             outcome = fitter.add(row, col)
             added += outcome is True
             n_extended += outcome is False and round_ == 0
+            left_in_place[row, col] |= outcome is False
         n_stars += added
         if added == 0:
             break
@@ -1190,8 +1219,11 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         starless = background + noisy * denoise_nl_means(
             normalised, h=DENOISE_CUTOFF, sigma=1.0, patch_size=5, patch_distance=6,
             fast_mode=True)
+        reach = max(1, int(round(KEPT_LIGHT_REACH * psf.fwhm)))
+        kept = (ndimage.binary_dilation(left_in_place, iterations=reach)
+                & ~ndimage.binary_dilation(fitter.clipped, iterations=reach))
         _average_under_bright_stars(starless, valid, model > STAR_NOISE_SNR * rms,
-                                    psf.fwhm)
+                                    psf.fwhm, noise=noisy, model=model, kept=kept)
     original = np.asarray(image, dtype=np.float64)
     starless[~valid] = original[~valid]
     stars = np.full(original.shape, np.nan)
