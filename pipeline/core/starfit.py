@@ -53,7 +53,9 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    (measured on the stars' fit residuals and on the PSF's stars), since the starless
    scene is smooth where the stars were and the sky's map knows nothing of a
    galaxy's photon noise; under stars above 10 sigma, where that photon noise
-   dominates, the scene is the average over one FWHM.
+   dominates, the scene is the average over one FWHM, but for the light of a source
+   left in place (a galaxy's nucleus beside a bright star), which stands out from
+   that average by more than the noise and the fits' mismatch.
 
 The loop over stars is Python, but each fit is compiled
 (:mod:`pipeline.core.profile_fit`): about 2-4 s for a 512 x 512 frame with 450-800
