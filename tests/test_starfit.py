@@ -261,34 +261,57 @@ def test_close_pairs_of_bright_stars_both_go(separation):
     assert np.sqrt(np.mean(residual ** 2)) < 6.0
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: a pair 1.1 FWHM apart, the "
-                   "second star a fifth as bright, keeps its second star (26 and 67 "
-                   "sigma in 2 of 12 pairs): the first fit's plane and a leftover fit "
-                   "beside it take part of its light, it looks narrower than the PSF "
-                   "and stays as a cusp; refitting it with the stars around it cured "
-                   "one of the two (benchmarks/README.md)")
-def test_pairs_a_little_wider_than_the_fwhm_both_go():
-    """Stars of 2000-4000 DN with a companion a fifth as bright 3.5 px (1.1 FWHM)
-    away, in random directions."""
+def _pairs_on_the_scene(image, seed, separation, ratio):
+    """``(pairs, centres)``: six stars of 2000-4000 DN (the brightest of the frame, which
+    is not clipped) on ``_CLEAR``'s places, each with a companion ``ratio`` as bright
+    ``separation`` px away in a random direction."""
+    rng = np.random.default_rng(seed)
+    pairs, centres = np.zeros_like(image), []
+    for x, y in _CLEAR:
+        angle = rng.uniform(0, 2 * np.pi)
+        amplitude = rng.uniform(2000, 4000)
+        x, y = x + rng.uniform(-0.5, 0.5), y + rng.uniform(-0.5, 0.5)
+        pairs += moffat_image(image.shape, x, y, amplitude, PSF)
+        pairs += moffat_image(image.shape, x + separation * np.cos(angle),
+                              y + separation * np.sin(angle), ratio * amplitude, PSF)
+        centres.append((x, y))
+    return pairs, centres
+
+
+def _worst_left_by_pairs(seeds, separation, ratio):
+    """The largest error (in noise sigmas) within ``separation`` + 4 px of each pair's
+    first star, over the pairs of ``seeds``."""
     image, truth, _, _ = _scene(seed=0)
     yy, xx = np.mgrid[0:256, 0:256]
     worst = []
-    for seed in (0, 1):
-        rng = np.random.default_rng(seed)
-        pairs, centres = np.zeros_like(image), []
-        for x, y in _CLEAR:
-            angle = rng.uniform(0, 2 * np.pi)
-            amplitude = rng.uniform(2000, 4000)
-            x, y = x + rng.uniform(-0.5, 0.5), y + rng.uniform(-0.5, 0.5)
-            pairs += moffat_image(image.shape, x, y, amplitude, PSF)
-            pairs += moffat_image(image.shape, x + 3.5 * np.cos(angle),
-                                  y + 3.5 * np.sin(angle), 0.2 * amplitude, PSF)
-            centres.append((x, y))
+    for seed in seeds:
+        pairs, centres = _pairs_on_the_scene(image, seed, separation, ratio)
         fit = fit_and_subtract_stars(image + pairs)
         for x, y in centres:
-            near = (xx - x) ** 2 + (yy - y) ** 2 <= 7.5 ** 2
+            near = (xx - x) ** 2 + (yy - y) ** 2 <= (separation + 4.0) ** 2
             worst.append(np.abs(fit.starless[near] - truth[near]).max() / 5.0)
-    assert max(worst) < 10.0, np.round(worst)
+    return np.array(worst)
+
+
+def test_the_brightest_stars_of_an_unclipped_frame_are_not_clipped_cores():
+    """A sharp star centred on a pixel stands out from its neighbours as a core clipped
+    on one pixel does, but its peak is what the PSF predicts.  Taken for clipped, the
+    frame's brightest stars were fitted on their wings, and a companion 1.25 FWHM away
+    (0.4 as bright) kept 35 and 47 sigma in 2 of these 18 pairs."""
+    worst = _worst_left_by_pairs((0, 1, 2), 4.0, 0.4)
+    assert worst.max() < 10.0, np.round(worst)
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: a pair 1.1 FWHM apart, the "
+                   "second star a fifth as bright, keeps its second star (67 sigma in 1 "
+                   "of 12 pairs): the first fit's plane and a leftover fit beside it "
+                   "take part of its light, it looks narrower than the PSF and stays as "
+                   "a cusp; refitting it with the stars around it mends it "
+                   "(benchmarks/README.md)")
+def test_pairs_a_little_wider_than_the_fwhm_both_go():
+    """Companions a fifth as bright 3.5 px (1.1 FWHM) away."""
+    worst = _worst_left_by_pairs((0, 1), 3.5, 0.2)
+    assert worst.max() < 10.0, np.round(worst)
 
 
 def test_stars_centred_on_the_frame_edge_go():
