@@ -180,6 +180,9 @@ ON_PLANE_CHI2_GAIN = 10.0
 #: A source wider than the PSF is two stars if two PSFs fit it to within this
 #: chi-square per pixel and its light dips between them by ``PAIR_DIP`` noise sigmas.
 PAIR_MAX_CHI2 = 2.0
+#: A peak narrower than the PSF is fitted again with at most this many subtracted
+#: stars around it (within 2 FWHM).
+NEIGHBOURS_MAX = 3
 PAIR_DIP = 2.0
 #: ... or, without a dip, if they fit it ``PAIR_CLEAR_GAIN`` times better than the
 #: best single profile, to within ``PAIR_CLEAR_MAX_CHI2`` per pixel: two stars about
@@ -614,6 +617,10 @@ class _Fitter:
                     > CUSP_MIN_MISMATCH:
                 # ... or two stars closer than the PSF resolves, which two PSFs fit
                 # well, without a dip between them, where no single width does.
+                # ... or what the fits of stars beside it left of a companion, whose
+                # light their planes and a leftover fit took in part.
+                if self._refit_with_neighbours(row, col):
+                    return True
                 narrow_chi2 = self._wider(model, usable, params)[1]
                 pair = self._pair(model, usable, flat, narrow_chi2, dip=False)
                 return self._split(window, pair)
@@ -987,33 +994,90 @@ class _Fitter:
         self.model[first_stamp] -= first
         cut = self.data[window] - self.model[window]
         usable = self.finite[window]
-        weights = 1.0 / self.rms[window]
-        model = _WindowModel(cut, weights, self.psf)
+        model = _WindowModel(cut, 1.0 / self.rms[window], self.psf)
         top, left = window[0].start, window[1].start
-        positions = [(first_col - left, first_row - top), (col - left, row - top)]
-        # Amplitudes and plane by linear least squares at the two positions, then
-        # everything but the width by the nonlinear fit.
-        design = np.column_stack(
-            [model.profile(x, y)[usable] for x, y in positions]
-            + [np.ones(int(usable.sum())), model.plane_x[usable], model.plane_y[usable]]
-        ) * weights[usable][:, None]
-        linear, *_ = np.linalg.lstsq(design, cut[usable] * weights[usable], rcond=None)
-        if min(linear[0], linear[1]) <= 0:
+        fitted = self._fit_pair(model, usable, [(first_col - left, first_row - top),
+                                                (col - left, row - top)])
+        if fitted is None:
             self.model[first_stamp] += first
             return False
+        self._replace_with_pair([nearest], window, fitted[0])
+        return True
+
+    def _refit_with_neighbours(self, row, col):
+        """Fit the peak at (row, col) again with the unsaturated subtracted stars within
+        2 FWHM (at most ``NEIGHBOURS_MAX``): ``True`` if, by linear least squares at
+        the centres, the peak and exactly one of them have light, and the two then fit
+        as a pair (to ``PAIR_MAX_CHI2`` per pixel, neither moving by 2 px); their
+        models then replace the neighbours', whose others, at no light, were leftovers
+        of the first fit.  ``False`` with nothing changed otherwise."""
+        group = [index for index, (_, star_row, star_col) in enumerate(self.stars)
+                 if math.hypot(star_row - row, star_col - col) <= 2.0 * self.psf.fwhm
+                 and not self.saturated[self._nearest_pixel(star_row, star_col)]]
+        if not 0 < len(group) <= NEIGHBOURS_MAX:
+            return False
+        rows = np.array([row] + [self.stars[index][1] for index in group])
+        cols = np.array([col] + [self.stars[index][2] for index in group])
+        reach = float(np.max(np.hypot(rows - rows.mean(), cols - cols.mean())))
+        window = self._window(int(round(rows.mean())), int(round(cols.mean())),
+                              self.core + math.ceil(reach))
+        removed = [self._star_stamp(*self.stars[index]) for index in group]
+        for stamp, light in removed:
+            self.model[stamp] -= light
+        cut = self.data[window] - self.model[window]
+        usable = self.finite[window]
+        model = _WindowModel(cut, 1.0 / self.rms[window], self.psf)
+        positions = list(zip(cols - window[1].start, rows - window[0].start))
+        linear = self._linear_fit(model, usable, positions)
+        lit = [k for k in range(1, len(positions)) if linear[k] > 0]
+        fitted = None
+        if linear[0] > 0 and len(lit) == 1:
+            fitted = self._fit_pair(model, usable, [positions[lit[0]], positions[0]])
+        if fitted is None or fitted[1] > PAIR_MAX_CHI2 * usable.sum():
+            for stamp, light in removed:
+                self.model[stamp] += light
+            return False
+        self._replace_with_pair(group, window, fitted[0])
+        return True
+
+    def _replace_with_pair(self, indices, window, pair):
+        """Replace the subtracted stars ``indices`` (whose models are already taken
+        off) by the two stars of ``pair`` (``A1, x1, y1, A2, x2, y2`` in ``window``)."""
+        for index in sorted(indices, reverse=True):
+            del self.stars[index]
+        for amplitude, x0, y0 in (pair[0:3], pair[3:6]):
+            self._subtract(window, amplitude, x0, y0)
+
+    @staticmethod
+    def _fit_pair(model: _WindowModel, usable, positions):
+        """Two PSFs starting at ``positions`` ((x, y) in the window) on a plane:
+        amplitudes and plane by linear least squares, then everything but the width by
+        the nonlinear fit.  ``(params, chi2)``, or ``None`` if an amplitude is not
+        positive or a centre moves by 2 px."""
+        linear = _Fitter._linear_fit(model, usable, positions)
+        if min(linear[0], linear[1]) <= 0:
+            return None
         start = np.array([linear[0], *positions[0], linear[1], *positions[1],
                           max(linear[2], 0.0), linear[3], linear[4], 1.0])
         lower = np.array([0.0, -np.inf, -np.inf, 0.0, -np.inf, -np.inf, 0.0, -np.inf,
                           -np.inf])
-        fitted, _ = model.fit(start, usable, range(9), lower, np.inf)
+        fitted, residuals = model.fit(start, usable, range(9), lower, np.inf)
         moved = np.hypot(fitted[[1, 4]] - start[[1, 4]], fitted[[2, 5]] - start[[2, 5]])
         if min(fitted[0], fitted[3]) <= 0 or moved.max() >= 2.0:
-            self.model[first_stamp] += first
-            return False
-        del self.stars[nearest]
-        for amplitude, x0, y0 in (fitted[0:3], fitted[3:6]):
-            self._subtract(window, amplitude, x0, y0)
-        return True
+            return None
+        return fitted, model.chi2_of(residuals, usable)
+
+    @staticmethod
+    def _linear_fit(model: _WindowModel, usable, positions):
+        """Amplitudes of PSFs at ``positions`` ((x, y) in the window) and a plane's
+        three coefficients, by weighted linear least squares over ``usable``."""
+        weights = model.weights[usable]
+        design = np.column_stack(
+            [model.profile(x, y)[usable] for x, y in positions]
+            + [np.ones(int(usable.sum())), model.plane_x[usable], model.plane_y[usable]]
+        ) * weights[:, None]
+        solution, *_ = np.linalg.lstsq(design, model.cut[usable] * weights, rcond=None)
+        return solution
 
     def _star_stamp(self, amplitude, row, col):
         """``(stamp, model)``: a star's model out to where it falls below
