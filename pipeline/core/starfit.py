@@ -375,8 +375,8 @@ def _saturated(data, finite, level, psf: PSFShape):
     lone[1:] = (ndimage.maximum(brightest_neighbour, labels, index)
                 < LONE_PEAK_FRACTION * highest)
     plateau = (sizes >= 3) | ((sizes == 2) & flat)
-    # So does the brightest star of an unclipped frame, when it is sharp and centred
-    # on a pixel; its peak is what the PSF predicts.
+    # A lone pixel is clipped only if it lies below its PSF: the brightest star of an
+    # unclipped frame stands out as much when it is sharp and centred on a pixel.
     for index in np.nonzero((sizes == 1) & lone)[0]:
         if index > 0:
             row, col = np.argwhere(labels == index)[0]
@@ -615,12 +615,12 @@ class _Fitter:
             plane_width, _ = self._wider(model, inner, params)
             if plane_width < CUSP_WIDTH and self._core_mismatch(model, inner, params) \
                     > CUSP_MIN_MISMATCH:
-                # ... or two stars closer than the PSF resolves, which two PSFs fit
-                # well, without a dip between them, where no single width does.
                 # ... or what the fits of stars beside it left of a companion, whose
-                # light their planes and a leftover fit took in part.
+                # light their planes and a leftover fit took in part ...
                 if self._refit_with_neighbours(row, col):
                     return True
+                # ... or two stars closer than the PSF resolves, which two PSFs fit
+                # well, without a dip between them, where no single width does.
                 narrow_chi2 = self._wider(model, usable, params)[1]
                 pair = self._pair(model, usable, flat, narrow_chi2, dip=False)
                 return self._split(window, pair)
