@@ -293,6 +293,21 @@ def _worst_left_by_pairs(seeds, separation, ratio):
     return np.array(worst)
 
 
+def test_an_infinite_saturation_level_means_an_unclipped_frame():
+    """``saturation=numpy.inf`` says no pixel is clipped: the result is that of a level
+    above the frame's largest value; NaN and -inf stay errors."""
+    image, _, _, _ = _scene(seed=0, saturate=1500.0)
+    assert np.count_nonzero(image == 1500.0) >= 10
+    unclipped = fit_and_subtract_stars(image, psf=PSF, saturation=np.inf)
+    above = fit_and_subtract_stars(image, psf=PSF, saturation=2.0 * image.max())
+    np.testing.assert_array_equal(unclipped.starless, above.starless)
+    clipped = fit_and_subtract_stars(image, psf=PSF)
+    assert not np.array_equal(clipped.starless, unclipped.starless)
+    for bad in (np.nan, -np.inf):
+        with pytest.raises(ValueError, match="saturation must be finite"):
+            fit_and_subtract_stars(image, psf=PSF, saturation=bad)
+
+
 def test_the_brightest_stars_of_an_unclipped_frame_are_not_clipped_cores():
     """A sharp star centred on a pixel stands out from its neighbours as a core clipped
     on one pixel does, but its peak is what the PSF predicts.  Taken for clipped, the

@@ -1218,8 +1218,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         The PSF; by default measured on ``image`` (:func:`measure_psf`).
     saturation : float, optional
         Plateaus of 3 or more pixels at or above this level (or of 2 at the same
-        value, or 1 pixel well above its neighbours) are saturated; by default
-        :func:`saturation_level` of ``image``.  A tile of a larger frame passes the
+        value, or 1 pixel well above its neighbours and below the peak the PSF fitted
+        to them predicts) are saturated; by default :func:`saturation_level` of
+        ``image``; ``numpy.inf`` for a frame known to be unclipped.  A tile of a larger frame passes the
         frame's, since its own maximum may be that of an unsaturated star.
     denoise : bool, optional
         Denoise the star-subtracted image (non-local means in units of the noise map).
@@ -1253,7 +1254,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     data[~finite] = level
     if saturation is None:
         saturation = saturation_level(data)
-    saturated = _saturated(data, finite, real_number(saturation, "saturation"), psf)
+    elif saturation != math.inf:    # (+inf: a frame known to be unclipped)
+        saturation = real_number(saturation, "saturation")
+    saturated = _saturated(data, finite, saturation, psf)
     noiseless &= ~saturated
     rms_floor = noise_floor(image)
     background, rms = _background_maps(data, rms_floor, mask=~finite | noiseless)
