@@ -380,10 +380,11 @@ def _saturated(data, finite, level, psf: PSFShape):
     plateau = (sizes >= 3) | ((sizes == 2) & flat)
     # A lone pixel is clipped only if it lies below its PSF: the brightest star of an
     # unclipped frame stands out as much when it is sharp and centred on a pixel.
+    boxes = ndimage.find_objects(labels)
     for index in np.nonzero((sizes == 1) & lone)[0]:
         if index > 0:
-            row, col = np.argwhere(labels == index)[0]
-            plateau[index] = _below_its_psf(data, finite, int(row), int(col), psf)
+            rows, cols = boxes[index - 1]
+            plateau[index] = _below_its_psf(data, finite, rows.start, cols.start, psf)
     plateau[0] = False
     return plateau[labels]
 
