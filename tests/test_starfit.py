@@ -513,6 +513,36 @@ def test_a_bright_star_beside_a_galaxy_centre_goes():
     assert star_flux_left(fit.starless, truth + galaxies, beside, threshold=5.0) < 0.05
 
 
+def _stars_beside_cusps(*, galaxy_amplitude, galaxy_peak_sigmas, star_peak):
+    """Stars of peak ``star_peak`` 4 px from the centres of unconvolved Sersic galaxies
+    (index 2.6, effective radius 15 px, centre pixel ``galaxy_peak_sigmas``) on
+    ``_CLEAR``'s places, two draws of the stars' directions: for each of the twelve,
+    ``(kept, star_left)``, the share of the galaxy's light within 2 px that the
+    starless image keeps and the share of the star's flux within 10 px it leaves."""
+    from astropy.modeling.models import Sersic2D
+
+    image, truth, _, _ = _scene(seed=0)
+    yy, xx = np.mgrid[0:256, 0:256]
+    centres = [(x + 0.94, y + 0.31) for x, y in _CLEAR]
+    galaxies = sum(Sersic2D(amplitude=galaxy_amplitude, r_eff=15.0, n=2.6, ellip=0.16,
+                            theta=2.9, x_0=x, y_0=y)(xx, yy) for x, y in centres)
+    assert galaxies.max() == pytest.approx(galaxy_peak_sigmas * 5.0, rel=0.02)
+    outcomes = []
+    for seed in (4, 5):
+        beside = _stars_beside(centres, 4.0, (star_peak, star_peak),
+                               np.random.default_rng(seed))
+        fit = fit_and_subtract_stars(image + galaxies + beside)
+        for x, y in centres:
+            distance2 = (xx - x) ** 2 + (yy - y) ** 2
+            core = distance2 <= 4
+            kept = np.sum(fit.starless[core] - truth[core]) / np.sum(galaxies[core])
+            star = (distance2 <= 100) & (beside > 5.0)
+            star_left = np.sum(fit.starless[star] - truth[star] - galaxies[star]) \
+                / np.sum(beside[star])
+            outcomes.append((kept, star_left))
+    return outcomes
+
+
 def test_a_bright_star_beside_a_cuspy_galaxy_centre_takes_only_itself():
     """Stars of 108 sigma 4 px from the centres of unconvolved Sersic galaxies
     (index 2.6, effective radius 15 px, the centre pixel 81 sigma), twelve of them:
@@ -524,27 +554,11 @@ def test_a_bright_star_beside_a_cuspy_galaxy_centre_takes_only_itself():
     two stars stay, with the galaxy, in both versions.  (The pattern was seen on a
     held-out survey frame, linear-mid at seed 35201; this change does not recover
     that frame, where the partners judged alone do not pass as nuclei.)"""
-    from astropy.modeling.models import Sersic2D
-
-    image, truth, _, _ = _scene(seed=0)
-    yy, xx = np.mgrid[0:256, 0:256]
-    centres = [(x + 0.94, y + 0.31) for x, y in _CLEAR]
-    galaxies = sum(Sersic2D(amplitude=10.0, r_eff=15.0, n=2.6, ellip=0.16, theta=2.9,
-                            x_0=x, y_0=y)(xx, yy) for x, y in centres)
-    assert galaxies.max() == pytest.approx(81 * 5.0, rel=0.02)
-    only_the_star, both = 0, 0
-    for seed in (4, 5):
-        beside = _stars_beside(centres, 4.0, (540.0, 540.0), np.random.default_rng(seed))
-        fit = fit_and_subtract_stars(image + galaxies + beside)
-        for x, y in centres:
-            distance2 = (xx - x) ** 2 + (yy - y) ** 2
-            core = distance2 <= 4
-            kept = np.sum(fit.starless[core] - truth[core]) / np.sum(galaxies[core])
-            star = (distance2 <= 100) & (beside > 5.0)
-            star_left = np.sum(fit.starless[star] - truth[star] - galaxies[star]) \
-                / np.sum(beside[star])
-            only_the_star += bool(0.7 < kept < 1.05 and abs(star_left) < 0.2)
-            both += bool(kept < 0.3)
+    outcomes = _stars_beside_cusps(galaxy_amplitude=10.0, galaxy_peak_sigmas=81,
+                                   star_peak=540.0)
+    only_the_star = sum(0.7 < kept < 1.05 and abs(star_left) < 0.2
+                        for kept, star_left in outcomes)
+    both = sum(kept < 0.3 for kept, _ in outcomes)
     assert only_the_star >= 7
     assert both <= 3
 
@@ -555,26 +569,10 @@ def test_the_average_under_a_bright_star_keeps_a_galaxy_nucleus_beside_it():
     average that takes the stars' photon noise off under them flattened it (45 % of
     the light within 2 px kept at most, in all twelve).  It now keeps the cusp's
     light, which stands out from the average by far more than the noise there."""
-    from astropy.modeling.models import Sersic2D
-
-    image, truth, _, _ = _scene(seed=0)
-    yy, xx = np.mgrid[0:256, 0:256]
-    centres = [(x + 0.94, y + 0.31) for x, y in _CLEAR]
-    galaxies = sum(Sersic2D(amplitude=17.5, r_eff=15.0, n=2.6, ellip=0.16, theta=2.9,
-                            x_0=x, y_0=y)(xx, yy) for x, y in centres)
-    assert galaxies.max() == pytest.approx(142 * 5.0, rel=0.02)
-    kept_nuclei = 0
-    for seed in (4, 5):
-        beside = _stars_beside(centres, 4.0, (4500.0, 4500.0), np.random.default_rng(seed))
-        fit = fit_and_subtract_stars(image + galaxies + beside)
-        for x, y in centres:
-            distance2 = (xx - x) ** 2 + (yy - y) ** 2
-            core = distance2 <= 4
-            kept = np.sum(fit.starless[core] - truth[core]) / np.sum(galaxies[core])
-            star = (distance2 <= 100) & (beside > 5.0)
-            star_left = np.sum(fit.starless[star] - truth[star] - galaxies[star]) \
-                / np.sum(beside[star])
-            kept_nuclei += bool(0.7 < kept < 1.1 and abs(star_left) < 0.05)
+    outcomes = _stars_beside_cusps(galaxy_amplitude=17.5, galaxy_peak_sigmas=142,
+                                   star_peak=4500.0)
+    kept_nuclei = sum(0.7 < kept < 1.1 and abs(star_left) < 0.05
+                      for kept, star_left in outcomes)
     assert kept_nuclei >= 9
 
 
