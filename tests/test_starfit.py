@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -937,3 +938,16 @@ def test_unresolved_pairs_of_sharp_stars_are_not_taken_for_cusps():
     fit = fit_and_subtract_stars(frame.image)
     assert rmse(fit.starless, frame.truth) < 2.4
     assert star_flux_left(fit.starless, frame.truth, frame.stars) < 0.04
+
+
+
+@pytest.mark.parametrize("shape", [(1,), (2,), (7,), (10,), (5, 6), (9, 7), (0,)])
+def test_the_fits_median_is_numpys(shape):
+    # The fits' own median (numpy.median without its dispatch, for speed) must give
+    # the same value to the bit: their decisions compare it with thresholds.
+    from pipeline.core.starfit import _median
+    values = np.random.default_rng(sum(shape) + 3).normal(size=shape) * 1e3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)    # (the empty array's mean)
+        expected = float(np.median(values))
+    np.testing.assert_array_equal(_median(values), expected)

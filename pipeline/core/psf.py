@@ -120,7 +120,9 @@ class PSFShape:
 def moffat_image(shape, x0, y0, amplitude, psf: PSFShape) -> np.ndarray:
     """An elliptical Moffat of ``psf``'s shape, peak ``amplitude`` at column ``x0``,
     row ``y0``, evaluated at the pixel centres of an array of ``shape``."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    # (A row and a column that broadcast: the fits call this for every source.)
+    rows = np.arange(shape[0], dtype=np.float64)[:, None]
+    cols = np.arange(shape[1], dtype=np.float64)[None, :]
     return _moffat(cols, rows, x0, y0, amplitude, *psf.core_widths, psf.angle, psf.beta)
 
 
