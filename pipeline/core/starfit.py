@@ -998,8 +998,7 @@ class _Fitter:
                 or min(fitted[0], fitted[3]) <= 0
                 or not (np.all((xs > -0.5) & (xs < width - 0.5))
                         and np.all((ys > -0.5) & (ys < height - 0.5)))):
-            return self._with_a_third_star(model, usable, fitted, wide_chi2) if dip \
-                else None
+            return self._with_a_third_star(model, usable, fitted, wide_chi2)
         if not dip or clear:
             return fitted[:6].reshape(2, 3)
         light = ndimage.map_coordinates(model.cut, [[*ys, ys.mean()], [*xs, xs.mean()]],
@@ -1010,8 +1009,9 @@ class _Fitter:
     @staticmethod
     def _with_a_third_star(model: _WindowModel, usable, pair, wide_chi2):
         """Three PSF stars on a plane for a source that two do not fit (a star between
-        two companions, which was kept whole as a galaxy): the third starts where the
-        data most exceed the ``pair``'s fit (parameters on its plane).  Taken, as
+        two companions, which was kept whole as a galaxy, or as a cusp when their
+        light on its plane made it look narrower than the PSF): the third starts where
+        the data most exceed the ``pair``'s fit (parameters on its plane).  Taken, as
         ``(3, 3)`` stars, only if the three fit to within ``PAIR_MAX_CHI2`` per pixel
         and ``TRIPLE_CLEAR_GAIN`` times better than the best single profile (a galaxy's
         light is no sum of PSFs), every centre in the window; else ``None``."""
