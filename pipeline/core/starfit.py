@@ -181,7 +181,8 @@ ON_PLANE_CHI2_GAIN = 10.0
 #: chi-square per pixel and its light dips between them by ``PAIR_DIP`` noise sigmas.
 PAIR_MAX_CHI2 = 2.0
 #: A peak narrower than the PSF is fitted again with at most this many subtracted
-#: stars around it (within 2 FWHM).
+#: stars around it (within 2 FWHM), and a clipped star with at most this many
+#: sources beside it.
 NEIGHBOURS_MAX = 3
 PAIR_DIP = 2.0
 #: ... or, without a dip, if they fit it ``PAIR_CLEAR_GAIN`` times better than the
@@ -625,6 +626,9 @@ class _Fitter:
         if fitted[0] > 0 and abs(fitted[1] - x0) < 2 and abs(fitted[2] - y0) < 2:
             params = fitted
             amplitude, x0, y0 = params[:3]
+        if saturated:
+            params = self._without_companions(model, usable, params)
+            amplitude, x0, y0 = params[:3]
         if not saturated and self.clipped[self._nearest_pixel(window[0].start + y0,
                                                               window[1].start + x0)]:
             # A peak on a clipped core's rim (what a saturated star's fit leaves
@@ -701,6 +705,42 @@ class _Fitter:
                         window, self._pair(model, usable, flat, window_chi2), row, col)
         self._subtract(window, amplitude, x0, y0)
         return True
+
+    def _without_companions(self, model: _WindowModel, usable, params):
+        """The parameters of a clipped star (from its own fit, ``params``) fitted
+        again with the sources beside it in its window, so that their light is no
+        part of its model: up to ``NEIGHBOURS_MAX`` peaks of the residual (the
+        largest value within a FWHM) that stand out by ``RESIDUE_MIN_SNR`` noise
+        sigmas, half a FWHM clear of unusable pixels, brightest first, each kept if
+        the group with it still fits (:meth:`_fit_group`), to within
+        ``PAIR_MAX_CHI2`` per pixel (a galaxy beside the star is no PSF, and fitted
+        as one it changed the star's wings over the galaxy).  ``params`` if none is
+        kept.  Only the clipped star is taken from the group: the others are judged
+        later, as every peak is.  (Fitted on its wings alone, a clipped star took in
+        the light of a companion 6-7 px away, whose rest looked narrower than the PSF
+        and stayed as a cusp.)"""
+        residual = (model.cut - model.profile(*params[1:3]) * params[0] - params[3]
+                    - params[4] * model.plane_x - params[5] * model.plane_y)
+        significance = np.where(usable, residual * model.weights, -np.inf)
+        size = 2 * math.ceil(self.psf.fwhm) + 1
+        reach = math.ceil(self.psf.fwhm / 2)
+        offsets = np.arange(-reach, reach + 1)
+        disk = np.hypot(offsets[:, None], offsets[None, :]) <= self.psf.fwhm / 2
+        clear = ndimage.binary_erosion(usable, structure=disk, border_value=1)
+        peaks = np.argwhere((significance == ndimage.maximum_filter(significance, size))
+                            & (significance > RESIDUE_MIN_SNR) & clear)
+        if not peaks.size:
+            return params
+        order = np.argsort(-significance[peaks[:, 0], peaks[:, 1]], kind="stable")
+        positions, best = [tuple(params[1:3])], None
+        for row, col in peaks[order[:NEIGHBOURS_MAX]]:
+            group = self._fit_group(model, usable, positions + [(col, row)])
+            if group is not None and group[1] <= PAIR_MAX_CHI2 * usable.sum():
+                positions.append((col, row))
+                best = group[0]
+        if best is None:
+            return params
+        return np.array([*best[:3], *best[-4:-1], 1.0])
 
     @staticmethod
     def _core_mismatch(model: _WindowModel, inner, params):
