@@ -26,7 +26,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      plane fits the core well, and better still (a star in front of a galaxy's
      inner light); a star blended with a neighbour, wide only over the window,
      goes, and so do two stars that two PSFs fit better, with a dip in the light
-     between them or five times better than any single profile;
+     between them or five times better than any single profile, and three stars
+     that three PSFs fit twenty times better (a star between two companions);
    - a source around which, its own PSF taken off, the light just outside its window
      exceeds the light further out by 0.5 sigma and 1 % of its peak, in every
      quadrant and centred on it, is a galaxy's nucleus and stays (convolved with the
@@ -34,12 +35,13 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    - a core that a profile narrower than 0.8 x PSF on its plane fits much better, and
      the PSF misses by more than 2 % of its peak, is no point source either (a
      galaxy's cusp, a cosmic ray) and stays, unless two PSFs fit it well (two stars
-     closer than the PSF resolves, no dip between them);
+     closer than the PSF resolves, no dip between them), or three;
    - a source more elongated than the PSF (second-moment ellipticity in a one-FWHM
      Gaussian window, larger by 0.25), fainter than 50 sigma and whose light goes
      on along its major axis on both sides, its own PSF taken off, is a piece of a
      streak and stays (two stars side by side are as elongated, but end there);
-   - saturated stars are fitted on their unclipped wings (a clipped source whose
+   - saturated stars are fitted on their unclipped wings, together with the bright
+     sources beside them, whose light is no part of the star (a clipped source whose
      unclipped light a wider profile fits twice as well as the PSF is a galaxy, and
      stays whole), and their clipped cores filled from the background map plus the
      light just around them (peaks on a clipped rim are no new stars);
