@@ -491,8 +491,13 @@ class _WindowModel:
 
     def profile(self, x0, y0, width=1.0):
         """The unit-peak profile over the whole window."""
-        return profile_model(np.array([1.0, x0, y0, 0.0, 0.0, 0.0, width]),
-                             self.cols.ravel(), self.rows.ravel(), self.plane_x.ravel(),
+        return self.image(np.array([1.0, x0, y0, 0.0, 0.0, 0.0, width]))
+
+    def image(self, params):
+        """The model of ``params`` (one or more profiles on their plane) over the
+        whole window."""
+        return profile_model(np.asarray(params, dtype=np.float64), self.cols.ravel(),
+                             self.rows.ravel(), self.plane_x.ravel(),
                              self.plane_y.ravel(), self.shape,
                              _NO_JACOBIAN).reshape(self.cut.shape)
 
@@ -721,8 +726,7 @@ class _Fitter:
         later, as every peak is.  (Fitted on its wings alone, a clipped star took in
         the light of a companion 6-7 px away, whose rest looked narrower than the PSF
         and stayed as a cusp.)"""
-        residual = (model.cut - model.profile(*params[1:3]) * params[0] - params[3]
-                    - params[4] * model.plane_x - params[5] * model.plane_y)
+        residual = model.cut - model.image(params)
         significance = np.where(usable, residual * model.weights, -np.inf)
         size = 2 * math.ceil(self.psf.fwhm) + 1
         reach = math.ceil(self.psf.fwhm / 2)
@@ -1057,10 +1061,7 @@ class _Fitter:
         ``(3, 3)`` stars, only if the three fit to within ``PAIR_MAX_CHI2`` per pixel
         and ``TRIPLE_CLEAR_GAIN`` times better than the best single profile (a galaxy's
         light is no sum of PSFs), every centre in the window; else ``None``."""
-        predicted = (pair[0] * model.profile(*pair[1:3])
-                     + pair[3] * model.profile(*pair[4:6])
-                     + pair[6] + pair[7] * model.plane_x + pair[8] * model.plane_y)
-        excess = np.where(usable, model.cut - predicted, -np.inf)
+        excess = np.where(usable, model.cut - model.image(pair), -np.inf)
         row, col = np.unravel_index(np.argmax(excess), excess.shape)
         if excess[row, col] <= 0:
             return None
