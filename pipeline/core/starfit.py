@@ -1335,8 +1335,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         Plateaus of 3 or more pixels at or above this level (or of 2 at the same
         value, or 1 pixel well above its neighbours and below the peak the PSF fitted
         to them predicts) are saturated; by default :func:`saturation_level` of
-        ``image``; ``numpy.inf`` for a frame known to be unclipped.  A tile of a larger frame passes the
-        frame's, since its own maximum may be that of an unsaturated star.
+        ``image``; ``numpy.inf`` for a frame known to be unclipped.  A tile of a
+        larger frame passes the frame's, since its own maximum may be that of an
+        unsaturated star.
     denoise : bool, optional
         Denoise the star-subtracted image (non-local means in units of the noise map).
 
