@@ -1078,20 +1078,29 @@ class _Fitter:
             return None
         return stars
 
+    def _stars_within_reach(self, row, col):
+        """Indices in ``stars`` of the subtracted stars within 2 FWHM of (row, col),
+        nearest first (the lower index first at equal distances)."""
+        if not self.stars:
+            return []
+        centres = np.array([star[1:] for star in self.stars])
+        distance = np.hypot(centres[:, 0] - row, centres[:, 1] - col)
+        near = np.flatnonzero(distance <= 2.0 * self.psf.fwhm)
+        return near[np.argsort(distance[near], kind="stable")].tolist()
+
+    def _unsaturated_star(self, index):
+        """Whether the subtracted star ``index`` is centred on an unclipped pixel."""
+        _, star_row, star_col = self.stars[index]
+        return not self.saturated[self._nearest_pixel(star_row, star_col)]
+
     def _blend_partner(self, row, col):
         """Index in ``stars`` of the subtracted star nearest to (row, col) if it lies
         within 2 FWHM and is unsaturated (one :meth:`_refit_blend` can fit again), else
         ``None``."""
-        if not self.stars:
+        near = self._stars_within_reach(row, col)
+        if not near or not self._unsaturated_star(near[0]):
             return None
-        centres = np.array([star[1:] for star in self.stars])
-        distance = np.hypot(centres[:, 0] - row, centres[:, 1] - col)
-        nearest = int(np.argmin(distance))
-        _, first_row, first_col = self.stars[nearest]
-        if (distance[nearest] > 2.0 * self.psf.fwhm
-                or self.saturated[self._nearest_pixel(first_row, first_col)]):
-            return None
-        return nearest
+        return near[0]
 
     def _refit_blend(self, row, col, nearest):
         """Fit the peak at (row, col) together with the subtracted star ``nearest``
@@ -1123,9 +1132,8 @@ class _Fitter:
         as a pair (to ``PAIR_MAX_CHI2`` per pixel, neither moving by 2 px); their
         models then replace the neighbours', whose others, at no light, were leftovers
         of the first fit.  ``False`` with nothing changed otherwise."""
-        group = [index for index, (_, star_row, star_col) in enumerate(self.stars)
-                 if math.hypot(star_row - row, star_col - col) <= 2.0 * self.psf.fwhm
-                 and not self.saturated[self._nearest_pixel(star_row, star_col)]]
+        group = [index for index in sorted(self._stars_within_reach(row, col))
+                 if self._unsaturated_star(index)]
         if not 0 < len(group) <= NEIGHBOURS_MAX:
             return False
         rows = np.array([row] + [self.stars[index][1] for index in group])
