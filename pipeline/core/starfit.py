@@ -213,7 +213,7 @@ CLIPPED_GALAXY_GAIN = 2.0
 #: ``CLIPPED_GALAXY_PLATEAU_SHARE`` of the pixels where the PSF fitted to its unclipped
 #: light reaches the clipping level: a galaxy's light falls more slowly than the PSF's,
 #: so that PSF overshoots its peak.  (Faint stars in a clipped galaxy's window make
-#: the PSF and a wider profile fit alike.  Over the 54 stretched frames of the
+#: the PSF and a wider profile fit alike.  Over 54 stretched frames of the
 #: benchmark's scratch sets, the plateaus of clipped stars cover a median 0.65 of that
 #: area, those of clipped galaxies 0.26; the wide-profile test alone missed 52 clipped
 #: galaxies there.)
