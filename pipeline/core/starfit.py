@@ -810,8 +810,9 @@ class _Fitter:
         reach the white level): the PSF fits its unclipped light badly
         (``CLIPPED_GALAXY_CHI2`` per pixel), and a profile wider by ``GALAXY_WIDTH``
         at least ``CLIPPED_GALAXY_GAIN`` times better; or one wider by
-        ``CLIPPED_GALAXY_SOFT_WIDTH`` fits better by less, and the PSF reaches the
-        clipping level over more than the plateau (``CLIPPED_GALAXY_PLATEAU_SHARE``).
+        ``CLIPPED_GALAXY_SOFT_WIDTH`` fits ``CLIPPED_GALAXY_SOFT_GAIN`` times better,
+        and the plateau covers less than ``CLIPPED_GALAXY_PLATEAU_SHARE`` of the
+        pixels where the PSF reaches the clipping level.
         The wider profile is centred on the clipped ``plateau`` (to within a pixel
         of its bounding box): free to move, with the clipped core unusable, it went
         over to a source beside the core and fitted that instead (two saturated
