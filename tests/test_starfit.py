@@ -982,6 +982,36 @@ def test_a_star_on_a_galaxys_disk_goes_when_its_core_cannot_tell():
     assert rmse(starless, truth) < 0.5 * 5
 
 
+def test_stars_on_a_curved_galaxy_slope_go():
+    """A 20-30 sigma star 8-14 px from the centre of a concentrated galaxy (Sersic
+    index 2) sits on a slope that curves: the PSF on its plane fits the star's window
+    to worse than ``ON_PLANE_MAX_CHI2`` per pixel (2.1-2.7 where the tests run), and
+    the star was kept whole as part of the galaxy in 6 of 24 draws (18-27 sigma
+    left), though a wider profile without the plane fits it 3.2-3.8 times worse.
+    That margin now counts too: 2 of 24 are kept (one where it is 2.0), and the
+    galaxy's centre keeps its light."""
+    from astropy.modeling.models import Sersic2D
+
+    shape = (128, 128)
+    yy, xx = np.mgrid[0:128, 0:128]
+    centre = np.hypot(xx - 64, yy - 64) <= 6
+    kept, centre_light = 0, []
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        galaxy = Sersic2D(amplitude=40.0, r_eff=8.0, n=2.0, x_0=64, y_0=64, ellip=0.4,
+                          theta=rng.uniform(0, np.pi))(xx, yy)
+        distance, angle = rng.uniform(8, 14), rng.uniform(0, 2 * np.pi)
+        x, y = 64 + distance * np.cos(angle), 64 + distance * np.sin(angle)
+        star = moffat_image(shape, x, y, rng.uniform(100, 150), PSF)
+        image = galaxy + star + rng.normal(0, 5, shape)
+        starless = fit_and_subtract_stars(image, psf=PSF).starless
+        row, col = int(round(y)), int(round(x))
+        kept += np.max(np.abs(starless - galaxy)[row - 2:row + 3, col - 2:col + 3]) > 10 * 5
+        centre_light.append(np.sum(starless[centre]) / np.sum(galaxy[centre]))
+    assert kept <= 3
+    assert np.min(centre_light) > 0.95, np.round(centre_light, 3)
+
+
 def test_a_clipped_star_beside_another_source_is_not_taken_for_a_galaxy():
     """The clipped-galaxy test compares the PSF with a wider profile over a clipped
     source's unclipped light.  Free to move, the wider profile went over to a source
