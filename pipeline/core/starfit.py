@@ -183,8 +183,9 @@ ON_PLANE_CHI2_GAIN = 10.0
 #: better than the wider profile without it, however well: a galaxy's slope that
 #: curves is no plane, but far nearer one than the wider profile is to a star.  (Over
 #: the 162 scratch frames, 37 sources kept for a window fit above
-#: ``ON_PLANE_MAX_CHI2`` per pixel alone: the 5 stars fitted 3.1-11 times better, the
-#: galaxies 2.4 times at most; skysub-ellip kept a 24-sigma star on a galaxy's edge.)
+#: ``ON_PLANE_MAX_CHI2`` per pixel alone: 5 stars and a star on a galaxy's light
+#: fitted 3.1-11 times better, the galaxies 2.4 times at most; skysub-ellip kept a
+#: 24-sigma star on a galaxy's edge.)
 ON_PLANE_WINDOW_GAIN = 3.0
 #: A source wider than the PSF is two stars if two PSFs fit it to within this
 #: chi-square per pixel and its light dips between them by ``PAIR_DIP`` noise sigmas.
