@@ -1079,14 +1079,12 @@ class _Fitter:
                 fitted, chi2 = trial, trial_chi2
         if fitted is None:
             return None
-        height, width = model.cut.shape
         xs, ys = fitted[[1, 4]], fitted[[2, 5]]
         clear = dip and (PAIR_CLEAR_GAIN * chi2 <= wide_chi2
                          and chi2 <= PAIR_CLEAR_MAX_CHI2 * usable.sum())
         if (chi2 >= wide_chi2 or (chi2 > PAIR_MAX_CHI2 * usable.sum() and not clear)
                 or min(fitted[0], fitted[3]) <= 0
-                or not (np.all((xs > -0.5) & (xs < width - 0.5))
-                        and np.all((ys > -0.5) & (ys < height - 0.5)))):
+                or not self._inside(model, xs, ys)):
             return self._with_a_third_star(model, usable, fitted, wide_chi2)
         if not dip or clear:
             return fitted[:6].reshape(2, 3)
@@ -1094,6 +1092,13 @@ class _Fitter:
                                         order=1, mode="nearest")
         depth = (min(light[0], light[1]) - light[2]) * _median(model.weights)
         return fitted[:6].reshape(2, 3) if depth > PAIR_DIP else None
+
+    @staticmethod
+    def _inside(model: _WindowModel, xs, ys):
+        """Whether every centre ``(xs, ys)`` lies on the window's pixels."""
+        height, width = model.cut.shape
+        return bool(np.all((xs > -0.5) & (xs < width - 0.5)
+                           & (ys > -0.5) & (ys < height - 0.5)))
 
     @staticmethod
     def _with_a_third_star(model: _WindowModel, usable, pair, wide_chi2):
@@ -1113,11 +1118,9 @@ class _Fitter:
                                       np.array([0.0, -np.inf, -np.inf] * 4), np.inf)
         chi2 = model.chi2_of(residuals, usable)
         stars = fitted[:9].reshape(3, 3)
-        height, width = model.cut.shape
-        inside = ((stars[:, 1] > -0.5) & (stars[:, 1] < width - 0.5)
-                  & (stars[:, 2] > -0.5) & (stars[:, 2] < height - 0.5))
         if (chi2 > PAIR_MAX_CHI2 * usable.sum() or TRIPLE_CLEAR_GAIN * chi2 > wide_chi2
-                or stars[:, 0].min() <= 0 or not inside.all()):
+                or stars[:, 0].min() <= 0
+                or not _Fitter._inside(model, stars[:, 1], stars[:, 2])):
             return None
         return stars
 
