@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_edge_settings.py                 # 54 frames, ~2 min
     .venv/bin/python benchmarks/bench_edge_settings.py --asinh-knee 85.05   # known stretch
+    .venv/bin/python benchmarks/bench_edge_settings.py --convolve-galaxies  # as in real frames
 
 ``bench_random_scenes.py`` draws settings inside the ranges of the benchmark's frames;
 the survey issue's checks may use others.  Here one setting at a time moves to an edge
@@ -15,6 +16,8 @@ and a full well of 15000 ADU, a nebula of 60 sigma, 15 bright galaxies, a streak
 sigma, no sky gradient and one of 1 and -0.8 ADU per pixel.  Scored as
 ``bench_random_scenes.py`` does (star flux left <= 10 %, extended RMSE <= 0.7 sigma),
 with no baselines: it shows where the method stops meeting the targets.
+``--convolve-galaxies`` convolves the bright galaxies with the PSF, as in
+``bench_random_scenes.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import dataclasses
 import functools
 from multiprocessing import Pool
 
-from bench_random_scenes import SCALES, report, score
+from bench_random_scenes import (SCALES, add_common_arguments, report, score,
+                                 with_galaxies_convolved)
 from survey_frames import FrameSpec
 
 #: ``(name, settings changed from the base scene)``, one row each.
@@ -52,14 +56,12 @@ def edge_specs():
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2, help="processes")
-    parser.add_argument("--asinh-knee", type=float, default=None, metavar="K",
-                        help="asinh_knee=K for the stretched frames, whose display "
-                             "stretch is then known (theirs: 85.05)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    specs = with_galaxies_convolved(edge_specs(), args.convolve_galaxies)
     with Pool(args.workers) as pool:
-        rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee),
-                        edge_specs(), chunksize=1)
+        rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee), specs,
+                        chunksize=1)
     report(rows)
     return 0
 

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_random_scenes.py                 # 24 frames
     .venv/bin/python benchmarks/bench_random_scenes.py --frames 48 --workers 2
     .venv/bin/python benchmarks/bench_random_scenes.py --asinh-knee 85.05   # known stretch
+    .venv/bin/python benchmarks/bench_random_scenes.py --convolve-galaxies  # as in real frames
 
 The survey issue's checks run on frames with other seeds *and* other scene settings
 than ``bench_survey_quality.py``'s six.  This draws those settings at random (seed 777):
@@ -20,11 +21,16 @@ the targets hold on scenes no rule was tuned on, and names the frames where they
 stretch is then known: the stars are fitted on the linear scale ``K sinh(y / K)`` and
 the result stretched back.  The frames' own knee is ``255 / asinh(10) = 85.05``
 (astropy's ``AsinhStretch(a=0.1)`` on 8 bits).
+
+``--convolve-galaxies`` draws the same scenes with their bright galaxies convolved with
+the stars' PSF (``FrameSpec.convolve_galaxies``), as every galaxy of a real frame is;
+drawn unconvolved, a bright galaxy's centre is a cusp sharper than any star.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import time
 import warnings
@@ -58,6 +64,23 @@ def draw_specs(count, *, seed=777):
             streak_sigmas=float(rng.choice([0.0, rng.uniform(1.5, 3.0)])),
             saturate=float(rng.uniform(30000, 65000))))
     return specs
+
+
+def with_galaxies_convolved(specs, convolve_galaxies):
+    """``specs``, their bright galaxies convolved with the PSF if ``convolve_galaxies``
+    (the scene settings and seeds unchanged)."""
+    return [dataclasses.replace(spec, convolve_galaxies=convolve_galaxies)
+            for spec in specs]
+
+
+def add_common_arguments(parser) -> None:
+    """The options that this benchmark and ``bench_edge_settings.py`` share."""
+    parser.add_argument("--workers", type=int, default=2, help="processes")
+    parser.add_argument("--asinh-knee", type=float, default=None, metavar="K",
+                        help="asinh_knee=K for the stretched frames, whose display "
+                             "stretch is then known (theirs: 85.05)")
+    parser.add_argument("--convolve-galaxies", action="store_true",
+                        help="bright galaxies convolved with the PSF, as in real frames")
 
 
 def starless_of(frame, asinh_knee=None):
@@ -110,14 +133,12 @@ def report(rows) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--workers", type=int, default=2, help="processes")
-    parser.add_argument("--asinh-knee", type=float, default=None, metavar="K",
-                        help="asinh_knee=K for the stretched frames, whose display "
-                             "stretch is then known (theirs: 85.05)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    specs = with_galaxies_convolved(draw_specs(args.frames), args.convolve_galaxies)
     with Pool(args.workers) as pool:
-        rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee),
-                        draw_specs(args.frames), chunksize=1)
+        rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee), specs,
+                        chunksize=1)
     report(rows)
     return 0
 
