@@ -1072,11 +1072,11 @@ def test_the_fits_median_is_numpys(shape):
 
 
 def test_a_galaxy_nucleus_beside_a_bright_star_stays():
-    """A 2000-5000 sigma star 2-3.5 px from the nucleus of a galaxy convolved with the
-    PSF (Sersic index 3, its nucleus 60-110 sigma above the light around it): one PSF
-    on its plane took the nucleus in with the star (its core fitted to hundreds per
-    pixel), or a later round refitted the nucleus as the star's leftover, and 21-97 %
-    of the galaxy's light within 3 px of its centre went, the star 1-29 % too much.
+    """A star of 430-990 sigma 2-3.5 px from the centre of a galaxy convolved with the
+    PSF (Sersic index 3, peaking at 100-180 sigma): one PSF on its plane took the
+    nucleus in with the star (its core fitted to hundreds per pixel), or a later round
+    refitted the nucleus as the star's leftover, and 2-97 % of the galaxy's light
+    within 3 px of its centre went (a median of 93 %), the star 1-29 % too much.
     Fitted again as two, the nucleus judged as such, and not refitted once judged,
     both come out right.  (The fits alone: in a frame of one star, what the denoising
     does under it depends on a photon noise measured on that star's residual.)"""
