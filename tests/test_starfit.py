@@ -514,7 +514,7 @@ def test_bright_stars_in_front_of_a_nebula_go_and_galaxies_stay():
         == pytest.approx(galaxy_flux, rel=0.1)
 
 
-def _convolved_sersic(shape, centres, amplitude, n, r_eff):
+def _convolved_sersic(shape, centres, amplitude, n, r_eff, *, ellip=0.0, theta=0.0):
     """Sersic galaxies at ``centres`` (x, y) convolved with the scene's PSF, as every
     galaxy in a real frame is."""
     from astropy.modeling.models import Sersic2D
@@ -522,7 +522,8 @@ def _convolved_sersic(shape, centres, amplitude, n, r_eff):
 
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
     kernel = moffat_image((21, 21), 10.0, 10.0, 1.0, PSF)
-    galaxies = sum(Sersic2D(amplitude=amplitude, r_eff=r_eff, n=n, x_0=x, y_0=y)(xx, yy)
+    galaxies = sum(Sersic2D(amplitude=amplitude, r_eff=r_eff, n=n, x_0=x, y_0=y,
+                            ellip=ellip, theta=theta)(xx, yy)
                    for x, y in centres)
     return fftconvolve(galaxies, kernel / kernel.sum(), mode="same")
 
@@ -1080,21 +1081,14 @@ def test_a_galaxy_nucleus_beside_a_bright_star_stays():
     Fitted again as two, the nucleus judged as such, and not refitted once judged,
     both come out right.  (The fits alone: in a frame of one star, what the denoising
     does under it depends on a photon noise measured on that star's residual.)"""
-    from astropy.modeling.models import Sersic2D
-    from scipy.signal import fftconvolve
-
     shape = (128, 128)
     yy, xx = np.mgrid[0:128, 0:128]
-    kernel = moffat_image((25, 25), 12, 12, 1.0, PSF)
-    kernel /= kernel.sum()
     centre = np.hypot(xx - 64, yy - 64) <= 3
     lost, left = [], []
     for seed in range(16):
         rng = np.random.default_rng(seed)
-        galaxy = fftconvolve(Sersic2D(amplitude=rng.uniform(20, 40), r_eff=6.0, n=3.0,
-                                      x_0=64, y_0=64, ellip=0.3,
-                                      theta=rng.uniform(0, np.pi))(xx, yy),
-                             kernel, mode="same")
+        galaxy = _convolved_sersic(shape, [(64, 64)], rng.uniform(20, 40), n=3.0,
+                                   r_eff=6.0, ellip=0.3, theta=rng.uniform(0, np.pi))
         distance, angle = rng.uniform(2, 3.5), rng.uniform(0, 2 * np.pi)
         x, y = 64 + distance * np.cos(angle), 64 + distance * np.sin(angle)
         star = moffat_image(shape, x, y, rng.uniform(2000, 5000), PSF)
