@@ -1100,3 +1100,85 @@ def test_a_galaxy_nucleus_beside_a_bright_star_stays():
         left.append(np.sum((starless - galaxy)[around]) / np.sum(star[around]))
     assert np.max(lost) < 0.1, np.round(lost, 2)
     assert np.max(np.abs(left)) < 0.05, np.round(left, 3)
+
+
+def _kolmogorov_scene(seed, *, full_well=40000.0, sky=200.0, noise=5.0):
+    """``(image, truth, clipped star centres (row, col), galaxy)``: point sources
+    convolved with a long-exposure Kolmogorov PSF (FWHM about 3 px, whose wings fall
+    as r^-11/3, far above any Moffat that fits its core), four of them clipped at
+    ``full_well``, and an exponential disc 18 px from the first clipped star."""
+    rng = np.random.default_rng(seed)
+    shape, pad = (256, 256), 64
+    points = np.zeros((shape[0] + 2 * pad, shape[1] + 2 * pad))
+    rows = rng.integers(pad, pad + shape[0], 150)
+    cols = rng.integers(pad, pad + shape[1], 150)
+    np.add.at(points, (rows, cols), 10 ** rng.uniform(2.5, 5.0, 150))
+    bright = rng.uniform(pad + 40, pad + shape[0] - 40, (4, 2)).round().astype(int)
+    points[bright[:, 0], bright[:, 1]] += 10 ** rng.uniform(6.3, 7.0, 4)
+    frequency = np.hypot(*np.meshgrid(np.fft.fftfreq(points.shape[0]),
+                                      np.fft.rfftfreq(points.shape[1]), indexing="ij"))
+    transfer = np.exp(-3.44 * (frequency / 0.325) ** (5.0 / 3.0))
+    stars = np.fft.irfft2(np.fft.rfft2(points) * transfer, s=points.shape)
+    stars = stars[pad:-pad, pad:-pad]
+    centres = bright - pad
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    angle = rng.uniform(0, 2 * np.pi)
+    gy, gx = centres[0] + 18 * np.array([np.sin(angle), np.cos(angle)])
+    galaxy = 150.0 * np.exp(-np.hypot(xx - gx, yy - gy) / 4.0)
+    truth = sky + galaxy
+    image = np.minimum(truth + stars + rng.normal(0, noise, shape), full_well)
+    return image, truth, centres, galaxy
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_wings_of_clipped_stars_beyond_the_moffat_go_and_a_galaxy_beside_stays(seed):
+    """A Kolmogorov PSF's wings fall as r^-11/3: the Moffat measured on the stars'
+    cores misses them around clipped stars, which left 17-43 sigma (RMS) 6-24 px
+    around them.  The stars' halos (the rings their models leave, in proportion to
+    the frame's wing) take them, but not a galaxy beside a clipped star, which the
+    frame's other bright stars do not have around them (the wings left 67-139 % of
+    its light on top of it)."""
+    image, truth, centres, galaxy = _kolmogorov_scene(seed)
+    assert np.count_nonzero(image >= 40000.0) > 40
+    starless = remove_stars(image)
+    error = (starless - truth) / 5.0
+    assert np.sqrt(np.mean(error ** 2)) < 1.5
+    yy, xx = np.mgrid[0:256, 0:256]
+    for row, col in centres:
+        distance = np.hypot(yy - row, xx - col)
+        rings = (distance >= 6) & (distance < 24) & (galaxy < 5.0)
+        assert np.sqrt(np.mean(error[rings] ** 2)) < 6.0, (row, col)
+    on_galaxy = galaxy > 20.0
+    lost = np.sum(truth[on_galaxy] - starless[on_galaxy]) / np.sum(galaxy[on_galaxy])
+    assert abs(lost) < 0.15
+
+
+def test_the_frame_wing_is_what_most_stars_share_in_proportion_to_their_light():
+    """A PSF's wing is the same around every star, scaled by its light: the stacked
+    wing is the stars' common ratio, carried on as its power law beyond the rings
+    they measure, and light around one star only (a galaxy it sits in) or noise is
+    none."""
+    from pipeline.core.starfit import HALO_REACH, LOWEST_OF_FOUR, _stacked_wing
+
+    radii = np.arange(3, HALO_REACH)
+    wing = 0.01 * ((radii + 0.5) / 3.5) ** (-11 / 3)
+    amplitudes = [1e4, 2e4, 5e4, 3e4]
+    errors = np.ones(radii.size)
+    clean = np.zeros(radii.size, bool)
+
+    def rings(level, near_clipped=clean):
+        return (None, None, 3, level, errors, near_clipped)
+
+    # Each star's ring levels are the lowest of four quadrants' medians, biased low.
+    shared = [rings(amplitude * wing - LOWEST_OF_FOUR * errors)
+              for amplitude in amplitudes]
+    stacked = _stacked_wing(amplitudes, shared)
+    np.testing.assert_allclose(stacked[3:], wing, rtol=1e-6)
+    rng = np.random.default_rng(0)
+    noise_only = [rings(rng.normal(-LOWEST_OF_FOUR, 0.3, radii.size))
+                  for _ in amplitudes]
+    galaxy = rings(np.full(radii.size, 40.0))
+    assert not _stacked_wing(amplitudes + [1e6], noise_only + [galaxy]).any()
+    # Rings beside a clipped core (the model overshoots its rim) do not count.
+    rim = rings(amplitudes[0] * wing, near_clipped=~clean)
+    assert not _stacked_wing([amplitudes[0]] * 3, [rim, *noise_only[:2]]).any()
