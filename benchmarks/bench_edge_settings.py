@@ -1,8 +1,9 @@
 """The default preset on scenes at the edges of the survey benchmark's settings.
 
-    .venv/bin/python benchmarks/bench_edge_settings.py                 # 54 frames, ~2 min
+    .venv/bin/python benchmarks/bench_edge_settings.py                 # 60 frames, ~2 min
     .venv/bin/python benchmarks/bench_edge_settings.py --asinh-knee 85.05   # known stretch
     .venv/bin/python benchmarks/bench_edge_settings.py --convolve-galaxies  # as in real frames
+    .venv/bin/python benchmarks/bench_edge_settings.py --psf kolmogorov
 
 ``bench_random_scenes.py`` draws settings inside the ranges of the benchmark's frames;
 the survey issue's checks may use others.  Here one setting at a time moves to an edge
@@ -13,11 +14,12 @@ undersampled (1.5 px) and a wide (6 px) PSF, Moffat beta 2 and 6, ellipticity 0.
 and 2500 stars, a faint sky (50 ADU, where a bright star's photon noise dominates its
 pixels' noise) and a bright one (20000 ADU), gain 10, a 256 x 768 frame, no saturation
 and a full well of 15000 ADU, a nebula of 60 sigma, 15 bright galaxies, a streak of 3
-sigma, no sky gradient and one of 1 and -0.8 ADU per pixel.  Scored as
+sigma, no sky gradient and one of 1 and -0.8 ADU per pixel, and long-exposure
+Kolmogorov stars (wings falling as r^-11/3) of FWHM 3 and 4.5 px.  Scored as
 ``bench_random_scenes.py`` does (star flux left <= 10 %, extended RMSE <= 0.7 sigma),
 with no baselines: it shows where the method stops meeting the targets.
-``--convolve-galaxies`` convolves the bright galaxies with the PSF, as in
-``bench_random_scenes.py``.
+``--convolve-galaxies`` convolves the bright galaxies with the PSF, and ``--psf
+kolmogorov`` gives every frame Kolmogorov stars, as in ``bench_random_scenes.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import functools
 from multiprocessing import Pool
 
 from bench_random_scenes import (SCALES, add_common_arguments, report, score,
-                                 with_galaxies_convolved)
+                                 with_options)
 from survey_frames import FrameSpec
 
 #: ``(name, settings changed from the base scene)``, one row each.
@@ -43,6 +45,8 @@ EDGES = (
     ("neb60", dict(nebula_sigmas=60.0)), ("gal15", dict(n_bright_galaxies=15)),
     ("streak", dict(streak_sigmas=3.0)), ("nograd", dict(sky_gradient=(0.0, 0.0))),
     ("grad1", dict(sky_gradient=(1.0, -0.8))),
+    ("kolmogorov", dict(psf="kolmogorov")),
+    ("kolmogorov4.5", dict(psf="kolmogorov", fwhm=4.5)),
 )
 
 
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    specs = with_galaxies_convolved(edge_specs(), args.convolve_galaxies)
+    specs = with_options(edge_specs(), args)
     with Pool(args.workers) as pool:
         rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee), specs,
                         chunksize=1)

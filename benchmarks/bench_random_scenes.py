@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_random_scenes.py --frames 48 --workers 2
     .venv/bin/python benchmarks/bench_random_scenes.py --asinh-knee 85.05   # known stretch
     .venv/bin/python benchmarks/bench_random_scenes.py --convolve-galaxies  # as in real frames
+    .venv/bin/python benchmarks/bench_random_scenes.py --psf kolmogorov     # wings as r^-11/3
 
 The survey issue's checks run on frames with other seeds *and* other scene settings
 than ``bench_survey_quality.py``'s six.  This draws those settings at random (seed 777):
@@ -25,6 +26,10 @@ the result stretched back.  The frames' own knee is ``255 / asinh(10) = 85.05``
 ``--convolve-galaxies`` draws the same scenes with their bright galaxies convolved with
 the stars' PSF (``FrameSpec.convolve_galaxies``), as every galaxy of a real frame is;
 drawn unconvolved, a bright galaxy's centre is a cusp sharper than any star.
+
+``--psf kolmogorov`` draws the same scenes with long-exposure Kolmogorov stars
+(``FrameSpec.psf``; the beta column is then unused): a core like a Moffat of large
+beta, wings falling as ``r^(-11/3)``, as GalSim's ``Kolmogorov``.
 """
 
 from __future__ import annotations
@@ -66,10 +71,12 @@ def draw_specs(count, *, seed=777):
     return specs
 
 
-def with_galaxies_convolved(specs, convolve_galaxies):
-    """``specs``, their bright galaxies convolved with the PSF if ``convolve_galaxies``
-    (the scene settings and seeds unchanged)."""
-    return [dataclasses.replace(spec, convolve_galaxies=convolve_galaxies)
+def with_options(specs, args):
+    """``specs`` with the options of :func:`add_common_arguments`: their bright galaxies
+    convolved with the PSF (``--convolve-galaxies``) and, if given, their stars' PSF
+    (``--psf``), the scene settings and seeds unchanged."""
+    psf = {} if args.psf is None else {"psf": args.psf}
+    return [dataclasses.replace(spec, convolve_galaxies=args.convolve_galaxies, **psf)
             for spec in specs]
 
 
@@ -81,6 +88,9 @@ def add_common_arguments(parser) -> None:
                              "stretch is then known (theirs: 85.05)")
     parser.add_argument("--convolve-galaxies", action="store_true",
                         help="bright galaxies convolved with the PSF, as in real frames")
+    parser.add_argument("--psf", choices=("moffat", "kolmogorov"), default=None,
+                        help="the stars' PSF on every frame (kolmogorov: wings as "
+                             "r^-11/3); by default each frame's own")
 
 
 def starless_of(frame, asinh_knee=None):
@@ -135,7 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=24)
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    specs = with_galaxies_convolved(draw_specs(args.frames), args.convolve_galaxies)
+    specs = with_options(draw_specs(args.frames), args)
     with Pool(args.workers) as pool:
         rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee), specs,
                         chunksize=1)

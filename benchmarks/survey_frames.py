@@ -10,7 +10,10 @@ benchmark's JSON) and built by :func:`build_frame`:
 
   * **elliptical Moffat stars** (axis ratio ``1 - ellipticity``, position angle
     ``psf_theta``; the geometric-mean FWHM is ``fwhm``; ``moffat_beta`` down to 2.5 gives
-    the broad, Kolmogorov-like wings of real seeing-limited PSFs);
+    the broad, Kolmogorov-like wings of real seeing-limited PSFs), or with
+    ``psf="kolmogorov"`` long-exposure **Kolmogorov stars** (optical transfer function
+    ``exp(-3.44 (f / f0)^(5/3))``, Fried 1966), whose core is close to a Moffat of
+    large beta but whose wings fall as ``r^(-11/3)``, as GalSim's ``Kolmogorov`` does;
   * **brighter Sersic galaxies** whose surface brightness at the effective radius is set
     in units of the *effective* noise (the package scales its galaxies by the read noise
     only, so on sky-limited frames they sink into the photon noise); with
@@ -91,6 +94,7 @@ class FrameSpec:
     streak_fwhm: float = 3.0
     saturate: float | None = 60000.0    # full well in ADU, pedestal included
     convolve_galaxies: bool = False     # bright galaxies convolved with the PSF
+    psf: str = "moffat"             # "moffat" | "kolmogorov" (moffat_beta unused)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -197,6 +201,89 @@ def render_elliptical_moffat(shape, x, y, flux, *, fwhm, beta, ellipticity, thet
     return canvas.reshape(hp, wp)[r:r + h, r:r + w], amp
 
 
+def kolmogorov_cutoff(fwhm: float) -> float:
+    """The cutoff frequency ``f0`` (cycles per pixel) of a Kolmogorov PSF whose FWHM,
+    measured on the pixel grid through its centre, is ``fwhm`` pixels."""
+    size = 128
+    frequency = np.hypot(np.fft.fftfreq(size)[:, None], np.fft.fftfreq(size)[None, :])
+
+    def measured_fwhm(cutoff):
+        row = np.fft.fftshift(np.real(np.fft.ifft2(
+            np.exp(-3.44 * (frequency / cutoff) ** (5.0 / 3.0)))))[size // 2]
+        half = row.max() / 2.0
+        above = np.flatnonzero(row >= half)
+        left, right = above.min(), above.max()
+        return (right + (row[right] - half) / (row[right] - row[right + 1])
+                - left + (row[left] - half) / (row[left] - row[left - 1]))
+
+    low, high = 0.01, 2.0   # the FWHM falls as the cutoff rises
+    for _ in range(50):
+        cutoff = 0.5 * (low + high)
+        if measured_fwhm(cutoff) > fwhm:
+            low = cutoff
+        else:
+            high = cutoff
+    return cutoff
+
+
+def render_elliptical_kolmogorov(shape, x, y, flux, *, fwhm, ellipticity, theta,
+                                 pad=128, oversample=2):
+    """Sum of elliptical long-exposure Kolmogorov PSFs, rendered in Fourier space.
+
+    Each star is a point of its flux at its exact position (a phase ramp; the
+    ramps' sum is one matrix product), times the transfer function
+    ``exp(-3.44 (f / f0)^(5/3))`` with the frequencies scaled along the PSF's axes
+    (axis ratio ``1 - ellipticity``, position angle ``theta``) and ``f0`` from
+    :func:`kolmogorov_cutoff`.  The layer is drawn on a grid ``oversample`` times
+    finer and summed over each pixel, as a detector integrates it: on the pixel grid
+    itself the transfer function is cut at the Nyquist frequency, which rings along
+    the axes through every bright star.  The grid is padded by ``pad`` pixels on
+    every side, so that the wings wrap around only beyond that.
+
+    ``fwhm`` is that of the PSF before the pixels' integration.  Returns the layer
+    and the central peak of each star (the pixel-integrated PSF's value at its
+    centre).
+    """
+    h, w = shape
+    rows, cols = (h + 2 * pad) * oversample, (w + 2 * pad) * oversample
+    ky = np.fft.fftfreq(rows, d=1.0 / oversample)[:, None]    # cycles per pixel
+    kx = np.fft.rfftfreq(cols, d=1.0 / oversample)[None, :]
+    q = 1.0 - ellipticity
+    ct, st = math.cos(theta), math.sin(theta)
+    ku, kv = kx * ct + ky * st, -kx * st + ky * ct
+    # The PSF stretched by 1 / sqrt(q) along its major axis (u), its transform
+    # squeezed by as much.
+    frequency = np.hypot(ku / math.sqrt(q), kv * math.sqrt(q))
+    transfer = np.exp(-3.44 * (frequency / kolmogorov_cutoff(fwhm)) ** (5.0 / 3.0))
+    # Positions on the fine grid: pixel centres at (k + 0.5) / oversample - 0.5.
+    fine_y = (y + pad + 0.5) * oversample - 0.5
+    fine_x = (x + pad + 0.5) * oversample - 0.5
+    along_rows = np.exp(-2j * np.pi * np.outer(fine_y, ky[:, 0] / oversample))
+    along_cols = np.exp(-2j * np.pi * np.outer(fine_x, kx[0] / oversample))
+    points = (along_rows * flux[:, None]).T @ along_cols
+    fine = np.fft.irfft2(points * transfer, s=(rows, cols))
+    binned = fine.reshape(rows // oversample, oversample,
+                          cols // oversample, oversample).sum(axis=(1, 3))
+    layer = binned[pad:pad + h, pad:pad + w]
+    centred = np.exp(-2j * np.pi * (ky * ((oversample - 1) / 2.0 / oversample)
+                                    + kx * ((oversample - 1) / 2.0 / oversample)))
+    peak = np.fft.irfft2(transfer * centred, s=(rows, cols))[:oversample, :oversample]
+    return layer, flux * peak.sum()
+
+
+def _render_stars(spec: FrameSpec, shape, x, y, flux):
+    """The stars' layer and central peaks, with the PSF that ``spec`` names."""
+    if spec.psf == "kolmogorov":
+        return render_elliptical_kolmogorov(shape, x, y, flux, fwhm=spec.fwhm,
+                                            ellipticity=spec.ellipticity,
+                                            theta=spec.psf_theta)
+    if spec.psf != "moffat":
+        raise ValueError(f"unknown psf {spec.psf!r}")
+    return render_elliptical_moffat(shape, x, y, flux, fwhm=spec.fwhm,
+                                    beta=spec.moffat_beta,
+                                    ellipticity=spec.ellipticity, theta=spec.psf_theta)
+
+
 def _stretch_params(sky, sigma):
     vmin = sky - STRETCH_BLACK_SIGMAS * sigma
     u_sky = STRETCH_A * math.sinh(STRETCH_SKY * math.asinh(1.0 / STRETCH_A))
@@ -209,10 +296,8 @@ def _stretch_params(sky, sigma):
 def _psf_kernel(spec: FrameSpec) -> np.ndarray:
     """The stars' PSF on a stamp holding all but 0.1 % of its flux, summing to 1."""
     stamp = 2 * 60 + 1
-    kernel, _ = render_elliptical_moffat(
-        (stamp, stamp), np.array([60.0]), np.array([60.0]), np.array([1.0]),
-        fwhm=spec.fwhm, beta=spec.moffat_beta, ellipticity=spec.ellipticity,
-        theta=spec.psf_theta)
+    kernel, _ = _render_stars(spec, (stamp, stamp), np.array([60.0]), np.array([60.0]),
+                              np.array([1.0]))
     return kernel / kernel.sum()
 
 
@@ -255,9 +340,7 @@ def build_frame(spec: FrameSpec) -> Frame:
     sx = rng_stars.uniform(-0.5, w - 0.5, spec.n_stars)
     sy = rng_stars.uniform(-0.5, h - 0.5, spec.n_stars)
     flux = power_law(rng_stars, spec.n_stars, *spec.flux_range, spec.flux_slope)
-    stars_lin, peak = render_elliptical_moffat(
-        (h, w), sx, sy, flux, fwhm=spec.fwhm, beta=spec.moffat_beta,
-        ellipticity=spec.ellipticity, theta=spec.psf_theta)
+    stars_lin, peak = _render_stars(spec, (h, w), sx, sy, flux)
 
     clean = truth_lin + stars_lin
     photons = rng_phot.poisson(np.clip(clean, 0.0, None) * spec.gain)
