@@ -32,39 +32,26 @@ import numpy as np
 import pipeline
 from pipeline.metrics import extended_rmse, star_flux_left
 from pipeline.synthetic import power_law
+from survey_frames import kolmogorov_cutoff
 
 STAMP = 64
 SKY, GAIN, READ_NOISE, FULL_WELL = 1000.0, 1.5, 5.0, 50000.0
 
 
 def kolmogorov_renderer(fwhm: float, size: int = STAMP):
-    """``stamp(dx, dy)``: a unit-flux Kolmogorov PSF of this FWHM (pixels) centred at
-    ``size // 2 + (dx, dy)``."""
+    """``stamp(dx, dy)``: a unit-flux Kolmogorov PSF of this FWHM (pixels, measured on
+    the stamp) centred at ``size // 2 + (dx, dy)``."""
     ky, kx = np.fft.fftfreq(size)[:, None], np.fft.fftfreq(size)[None, :]
     radius = np.hypot(kx, ky)
+    cutoff = kolmogorov_cutoff(fwhm, size)
 
-    def stamp(cutoff, dx, dy):
+    def stamp(dx, dy):
         otf = (np.exp(-3.44 * (radius / cutoff) ** (5.0 / 3.0))
                * np.exp(-2j * np.pi * (kx * dx + ky * dy)))
         image = np.fft.fftshift(np.real(np.fft.ifft2(otf)))
         return image / image.sum()
 
-    def measured_fwhm(cutoff):
-        row = stamp(cutoff, 0.0, 0.0)[size // 2]
-        half = row.max() / 2.0
-        above = np.flatnonzero(row >= half)
-        left, right = above.min(), above.max()
-        return (right + (row[right] - half) / (row[right] - row[right + 1])
-                - left + (row[left] - half) / (row[left] - row[left - 1]))
-
-    low, high = 0.01, 2.0   # the FWHM falls as the cutoff frequency rises
-    for _ in range(50):
-        cutoff = 0.5 * (low + high)
-        if measured_fwhm(cutoff) > fwhm:
-            low = cutoff
-        else:
-            high = cutoff
-    return lambda dx, dy: stamp(cutoff, dx, dy)
+    return stamp
 
 
 def build(seed: int, fwhm: float, shape=(512, 512), n_stars=600):

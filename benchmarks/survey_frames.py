@@ -201,10 +201,10 @@ def render_elliptical_moffat(shape, x, y, flux, *, fwhm, beta, ellipticity, thet
     return canvas.reshape(hp, wp)[r:r + h, r:r + w], amp
 
 
-def kolmogorov_cutoff(fwhm: float) -> float:
+def kolmogorov_cutoff(fwhm: float, size: int = 128) -> float:
     """The cutoff frequency ``f0`` (cycles per pixel) of a Kolmogorov PSF whose FWHM,
-    measured on the pixel grid through its centre, is ``fwhm`` pixels."""
-    size = 128
+    measured through its centre on a periodic pixel grid of ``size`` x ``size``, is
+    ``fwhm`` pixels."""
     frequency = np.hypot(np.fft.fftfreq(size)[:, None], np.fft.fftfreq(size)[None, :])
 
     def measured_fwhm(cutoff):
