@@ -30,7 +30,8 @@ from pipeline.core.background import estimate_background, noiseless_regions
 from pipeline.core.peaks import local_maxima
 from pipeline.core.validation import count, real_image
 
-__all__ = ["PSFShape", "light_variance", "measure_psf", "moffat_alpha", "moffat_image"]
+__all__ = ["PSFShape", "light_variance", "measure_psf", "moffat_alpha", "moffat_image",
+           "weighted_median"]
 
 #: Half-side of the fitted cutout, in pixels.
 _HALF = 10
@@ -297,9 +298,9 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     # of the noise.
     measured = kept[:, 5][np.isfinite(kept[:, 5])]
     variance = max(float(np.median(measured)), 0.0) * noise if measured.size else 0.0
-    return PSFShape(fwhm=_weighted_median(fwhm, weight),
-                    beta=_weighted_median(kept[:, 3], weight),
-                    ellipticity=_weighted_median(ellipticity, weight),
+    return PSFShape(fwhm=weighted_median(fwhm, weight),
+                    beta=weighted_median(kept[:, 3], weight),
+                    ellipticity=weighted_median(ellipticity, weight),
                     angle=float((doubled / 2.0) % math.pi), n_stars=int(keep.sum()),
                     light_variance=variance)
 
@@ -333,7 +334,9 @@ def _fit_candidates(filled, finite, noise, peaks, brightness, max_sources,
     return shapes
 
 
-def _weighted_median(values, weights) -> float:
+def weighted_median(values, weights) -> float:
+    """The value of ``values`` (1-d) at which the cumulative ``weights``, in the
+    values' order, reach half their sum."""
     order = np.argsort(values)
     cumulative = np.cumsum(weights[order])
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])

@@ -95,6 +95,7 @@ from pipeline.core.psf import (
     light_variance,
     measure_psf,
     moffat_image,
+    weighted_median,
 )
 from pipeline.core.validation import real_image, real_number
 
@@ -1476,9 +1477,7 @@ def _stacked_wing(amplitudes, rings):
         if have.any():
             values, shares = ratios[have, radius], weights[have, radius]
             shares = np.minimum(shares, np.sort(shares)[-min(3, shares.size)])
-            order = np.argsort(values)
-            cumulative = np.cumsum(shares[order])
-            median = values[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
+            median = weighted_median(values, shares)
             # Only a wing that stands out of the stack's noise.
             if median > HALO_SIGMAS * MEDIAN_NOISE / math.sqrt(np.sum(shares ** 2)):
                 wing[radius] = median
