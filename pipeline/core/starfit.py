@@ -43,14 +43,16 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    - saturated stars are fitted on their unclipped wings, together with the bright
      sources beside them, whose light is no part of the star (a clipped source whose
      unclipped light a wider profile fits twice as well as the PSF is a galaxy, and
-     stays whole), and their clipped cores filled from the background map plus the
+     stays whole, unless the PSF predicts its plateau, as it does a stretched star's),
+     and their clipped cores filled from the background map plus the
      light just around them (peaks on a clipped rim are no new stars);
    - after the first round, each clipped star and each star above 100 sigma gets a
      halo: what the models leave around it, ring by ring (the lowest of its four
      quadrants' medians, as far out as that stands above 3 sigma), but no more than
      twice its amplitude times the frame's wing: the median over the unclipped
-     stars above 100 sigma of their rings per unit amplitude, where it stands out of
-     their noise, carried on beyond as a power law (a PSF whose wings are no
+     stars above 100 sigma (or, on a frame with none, over its clipped stars) of
+     their rings per unit amplitude, where it stands out of their noise, carried on
+     beyond as a power law (a PSF whose wings are no
      Moffat's, such as a Kolmogorov PSF's, whose wings fall as r^-11/3; where the
      Moffat fits, there is no wing, and a galaxy or nebula around one bright star
      is none);
@@ -350,8 +352,9 @@ LONE_CLIP_SHORTFALL = 0.01
 HALO_MIN_SNR = 100.0
 HALO_REACH = 64
 HALO_SIGMAS = 3.0
-#: The frame's wing (:func:`_stacked_wing`) is measured on the unclipped ones with no
-#: source left in place (a galaxy's nucleus) within this many pixels.
+#: The frame's wing (:func:`_stacked_wing`) is measured on the stars (unclipped, or
+#: clipped: ``CLIPPED_WING_STARS``) with no source left in place (a galaxy's nucleus)
+#: within this many pixels.
 HALO_CLEARANCE = 16
 #: The lowest of four medians lies this many of their noise sigmas below their mean
 #: (the expected minimum of four standard normal values).
