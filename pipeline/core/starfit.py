@@ -48,7 +48,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      light just around them (peaks on a clipped rim are no new stars);
    - after the first round, each clipped star and each star above 100 sigma gets a
      halo: what the models leave around it, ring by ring (the lowest of its four
-     quadrants' medians, as far out as that stands above 3 sigma), but no more than
+     quadrants' medians, less that minimum's bias unless a source left in place is
+     near, as far out as that stands above 3 sigma), but no more than
      twice its amplitude times the frame's wing: the median over the unclipped
      stars above 100 sigma (or, on a frame with none, over its clipped stars) of
      their rings per unit amplitude, where it stands out of their noise, carried on
@@ -354,7 +355,8 @@ HALO_REACH = 64
 HALO_SIGMAS = 3.0
 #: The frame's wing (:func:`_stacked_wing`) is measured on the stars (unclipped, or
 #: clipped: ``CLIPPED_WING_STARS``) with no source left in place (a galaxy's nucleus)
-#: within this many pixels.
+#: within this many pixels, and only such stars' halos take their rings' levels
+#: unbiased (:func:`_halo_profile`).
 HALO_CLEARANCE = 16
 #: The lowest of four medians lies this many of their noise sigmas below their mean
 #: (the expected minimum of four standard normal values).
@@ -1364,7 +1366,8 @@ class _Fitter:
         more than ``HALO_WING_TOLERANCE`` times its amplitude times the frame's wing
         (:func:`_stacked_wing`), out to where that stands above ``HALO_SIGMAS`` of
         its noise, and never rising outwards from its brightest ring (the rings
-        inside that are the rim of a clipped core, where the model overshoots)."""
+        inside that are the rim of a clipped core, where the model overshoots);
+        see :func:`_halo_profile`."""
         bright = [(amplitude, row, col, self._nearest_pixel(row, col))
                   for amplitude, row, col in sorted(self.stars, key=lambda s: -s[0])]
         bright = [(amplitude, row, col, pixel) for amplitude, row, col, pixel in bright
@@ -1381,22 +1384,16 @@ class _Fitter:
             stack = clipped if len(clipped) >= CLIPPED_WING_STARS else []
         rings = [self._halo_rings(row, col, pixel) for _, row, col, pixel in stack]
         wing = _stacked_wing([amplitude for amplitude, *_ in stack], rings)
+        clear_pixels = {pixel for *_, pixel in clear}
         for amplitude, row, col, pixel in bright:
             measured = self._halo_rings(row, col, pixel)
             if measured is None:
                 continue
             window, ring, inner, level, error, _ = measured
-            halo = np.minimum(level, HALO_WING_TOLERANCE * amplitude * wing[inner:])
-            standing = np.append(halo > HALO_SIGMAS * error, False)
-            if not standing.any():
-                continue
-            start = int(np.argmax(standing))
-            stop = start + int(np.argmin(standing[start:]))
-            peak = start + int(np.argmax(halo[start:stop]))
-            profile = np.zeros(HALO_REACH + 1)
-            profile[inner + start:inner + peak] = halo[start:peak]
-            profile[inner + peak:inner + stop] = np.minimum.accumulate(halo[peak:stop])
-            self.model[window] += profile[np.minimum(ring, HALO_REACH)]
+            profile = _halo_profile(amplitude * wing[inner:], inner, level, error,
+                                    unbiased=pixel in clear_pixels)
+            if profile is not None:
+                self.model[window] += profile[np.minimum(ring, HALO_REACH)]
 
     def _halo_rings(self, row, col, pixel):
         """The light that the model leaves around the star at (row, col), ring by ring
@@ -1449,6 +1446,38 @@ class _Fitter:
         near_clipped = ndimage.sum_labels(self.clipped[window], ring,
                                           np.arange(inner, HALO_REACH)) > 0
         return window, ring, inner, level, error, near_clipped
+
+
+def _halo_profile(star_wing, inner, level, error, *, unbiased):
+    """A star's halo by ring, from ring 0 to ``HALO_REACH`` (where it is 0), or
+    ``None`` if no ring of it stands out.
+
+    ``level`` and ``error`` are its rings' light and that light's noise from ring
+    ``inner`` on (:meth:`_Fitter._halo_rings`), ``star_wing`` the frame's wing times
+    its amplitude over the same rings.  The halo is the level, no more than
+    ``HALO_WING_TOLERANCE`` times ``star_wing``, over the first run of rings where
+    that stands above ``HALO_SIGMAS`` of the noise, and it never rises outwards from
+    its brightest ring.  Each level is the lowest of four quadrants' medians, which
+    lies ``LOWEST_OF_FOUR`` of their noise below the ring's light when the four see
+    the same wing; ``unbiased`` takes that bias off (the halos left 0.3-0.9 sigma
+    per pixel 3-20 px around the clipped stars of stretched Kolmogorov frames).
+    Around a star with a source left in place near it (a galaxy's nucleus), whose
+    light may be in three quadrants of its rings, the levels are kept as measured:
+    no galaxy is eaten into to take the last of a star's wing.
+    """
+    if unbiased:
+        level = level + LOWEST_OF_FOUR * error
+    halo = np.minimum(level, HALO_WING_TOLERANCE * star_wing)
+    standing = np.append(halo > HALO_SIGMAS * error, False)
+    if not standing.any():
+        return None
+    start = int(np.argmax(standing))
+    stop = start + int(np.argmin(standing[start:]))
+    peak = start + int(np.argmax(halo[start:stop]))
+    profile = np.zeros(HALO_REACH + 1)
+    profile[inner + start:inner + peak] = halo[start:peak]
+    profile[inner + peak:inner + stop] = np.minimum.accumulate(halo[peak:stop])
+    return profile
 
 
 def _stacked_wing(amplitudes, rings):
