@@ -1254,6 +1254,11 @@ def _stretched_kolmogorov_frame(seed, *, size, n_faint, faint_decades, n_bright,
     return image, display(sky + galaxies), galaxies
 
 
+#: A dozen clipped stars of 1e5-3e6 ADU among 200 faint ones on 320 x 320 pixels.
+_TWELVE_CLIPPED_STARS = dict(size=320, n_faint=200, faint_decades=(2.5, 4.5), n_bright=12,
+                             bright_decades=(5.0, 6.5), margin=24)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_clipped_kolmogorov_stars_of_a_stretched_frame_go(seed):
     """Through an asinh display stretch, a bright star's clipped core is ringed by its
@@ -1280,9 +1285,7 @@ def test_clipped_stars_measure_the_wing_of_a_stretched_frame(seed):
     stars do, and their halos take the light left around them: 2.7 and 2.2 DN on
     average 3-12 px from the plateaus, against 3.1 and 3.2 DN with the rings' levels
     biased low (the lowest of four medians) and 4.7 and 4.2 DN with no wing."""
-    image, truth, _ = _stretched_kolmogorov_frame(
-        seed, size=320, n_faint=200, faint_decades=(2.5, 4.5), n_bright=12,
-        bright_decades=(5.0, 6.5), margin=24)
+    image, truth, _ = _stretched_kolmogorov_frame(seed, **_TWELVE_CLIPPED_STARS)
     starless = remove_stars(image)
     distance = ndimage.distance_transform_edt(image < 255)
     rings = (distance > 2) & (distance <= 12)
@@ -1297,9 +1300,8 @@ def test_compact_clipped_galaxies_of_a_stretched_frame_stay(seed):
     tried (CLIPPED_STAR_MAX_WIDTH): it stays.  (With the plateau's share
     alone, one galaxy of the two went in each of these draws, half of their
     light.)"""
-    image, truth, galaxies = _stretched_kolmogorov_frame(
-        seed, size=320, n_faint=200, faint_decades=(2.5, 4.5), n_bright=12,
-        bright_decades=(5.0, 6.5), margin=24, n_galaxies=2)
+    image, truth, galaxies = _stretched_kolmogorov_frame(seed, **_TWELVE_CLIPPED_STARS,
+                                                         n_galaxies=2)
     assert np.count_nonzero(truth >= 255) > 100
     starless = remove_stars(image)
     core = galaxies > 1000.0
