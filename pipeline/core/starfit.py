@@ -373,6 +373,13 @@ HALO_WING_TOLERANCE = 2.0
 #: at least this many clear of sources left in place: their amplitudes come from a
 #: Moffat fitted to their wings, but the median over many is the frame's.
 CLIPPED_WING_STARS = 5
+#: Beyond the rings that the stars measure, the frame's wing falls as a power law no
+#: flatter than this (r^-2; a Kolmogorov PSF's falls as r^-11/3).  Where the stars
+#: measure only one or two rings (a noisy frame, r14 of the Kolmogorov random
+#: scenes: sigma 33 DN, two rings), it falls with this slope from the last: cut
+#: there instead, the halo of a clipped star of 5e7 ADU stopped 5 px out and left
+#: 38 sigma 6-10 px from it.
+FLATTEST_WING_SLOPE = -2.0
 _ROUNDS = 3
 _NO_JACOBIAN = np.empty((0, N_PARAMS))
 #: Iterations and relative cost decrease at which a profile fit stops.
@@ -1490,8 +1497,9 @@ def _stacked_wing(amplitudes, rings):
     weighted by its amplitude over the level's noise, but no more than the third
     largest weight, so that no one or two bright stars decide; it counts where it
     stands ``HALO_SIGMAS`` above the median's noise, and is 0 elsewhere.  Beyond the
-    last ring that counts, it goes on as the power law fitted to those rings (no
-    flatter than r^-2), and it never rises outwards.  A PSF's wing is the same
+    last ring that counts, it goes on as the power law fitted to those rings if
+    three or more count, no flatter than ``FLATTEST_WING_SLOPE``, else with that
+    slope, and it never rises outwards.  A PSF's wing is the same
     around every star, in proportion to its light; a galaxy or nebula that a bright
     star sits in is not."""
     ratios = np.full((len(rings), HALO_REACH), np.nan)
@@ -1514,13 +1522,18 @@ def _stacked_wing(amplitudes, rings):
             if median > HALO_SIGMAS * MEDIAN_NOISE / math.sqrt(np.sum(shares ** 2)):
                 wing[radius] = median
     # The clipped stars' halos reach beyond the rings that unclipped stars measure.
+    # One or two rings fit no slope, so the wing goes on from them as the flattest
+    # allowed: a wing cut at the last ring its stars measure leaves the wing of a
+    # star a thousand times brighter than them in place.
     measured = np.flatnonzero(wing > 0)
-    if measured.size >= 3:
+    if measured.size:
         radius = np.arange(HALO_REACH) + 0.5
-        slope, _ = np.polyfit(np.log(radius[measured]), np.log(wing[measured]), 1)
+        slope = FLATTEST_WING_SLOPE
+        if measured.size >= 3:
+            fitted, _ = np.polyfit(np.log(radius[measured]), np.log(wing[measured]), 1)
+            slope = min(fitted, FLATTEST_WING_SLOPE)
         last = measured[-1]
-        wing[last + 1:] = wing[last] * (radius[last + 1:] / radius[last]) ** min(slope,
-                                                                                  -2.0)
+        wing[last + 1:] = wing[last] * (radius[last + 1:] / radius[last]) ** slope
     # A wing does not rise outwards: a ring that few stars measure well is lifted
     # to the level of the rings beyond it.
     return np.maximum.accumulate(np.maximum(wing, 0.0)[::-1])[::-1]
