@@ -613,6 +613,31 @@ def test_a_bright_star_beside_a_cuspy_galaxy_centre_takes_only_itself():
     assert both <= 3
 
 
+def test_a_partner_on_a_peak_judged_no_star_stays():
+    """When a star's window splits into two PSFs, the partner away from its peak goes
+    only if it is no galaxy's nucleus; one that lies on a peak already judged no star
+    (a nucleus that a wider profile fits, left in place at its own peak) stays, as
+    that peak is judged again when it comes up.  It went whenever the nucleus test
+    judged at the partner's centre failed: a 175-sigma nucleus 4 px from a star, on a
+    random scene, -11.7 sigma over it."""
+    from pipeline.core.starfit import _Fitter
+
+    shape = (64, 64)
+    star, partner = (30.0, 31.0), (34.5, 33.0)   # (x, y)
+    data = (moffat_image(shape, *star, 500.0, PSF)
+            + moffat_image(shape, *partner, 800.0, PSF))
+    fitter = _Fitter(data, np.full(shape, 5.0), np.zeros(shape, bool),
+                     np.ones(shape, bool), PSF)
+    fitter.left_in_place[33, 34] = True
+    window = fitter._window(31, 30, 3 * fitter.core)
+    top, left = window[0].start, window[1].start
+    pair = np.array([[500.0, star[0] - left, star[1] - top],
+                     [800.0, partner[0] - left, partner[1] - top]])
+    assert fitter._split_beside_nucleus(window, pair, 31, 30)
+    assert [(row, col) for _, row, col in fitter.stars] == [(star[1], star[0])]
+    assert fitter.left_in_place[33, 34]
+
+
 def test_the_average_under_a_bright_star_keeps_a_galaxy_nucleus_beside_it():
     """Stars of 900 sigma 4 px from the centres of unconvolved Sersic galaxies whose
     centre pixel is 142 sigma: the fits leave the cusp in place as a nucleus, but the
