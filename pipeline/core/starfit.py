@@ -897,8 +897,9 @@ class _Fitter:
         judges such a peak again), which is marked left in place, and return
         ``True``; ``False`` (the source stays) if there are none, as :meth:`_split`
         does.  (Random scene r50: a galaxy's nucleus of 175 sigma, left in place at
-        its own peak, went as the partner of the star 4 px from it, which it fails
-        the nucleus test as: -11.7 sigma over it, extended-source RMSE 1.20 sigma.)"""
+        its own peak, went as the partner of a star 4 px from it, since the nucleus
+        test judged at the partner's centre failed: -11.7 sigma over it,
+        extended-source RMSE 1.20 sigma.)"""
         if stars is None:
             return False
         top, left = window[0].start, window[1].start
