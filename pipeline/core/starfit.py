@@ -24,7 +24,10 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      over its window (width > 1.25 x PSF) and in its core within 0.8 FWHM (width >
      1.1 x PSF), without the plane, is a galaxy and stays, unless the PSF on its
      plane fits the core well, and better still (a star in front of a galaxy's
-     inner light); a star blended with a neighbour, wide only over the window,
+     inner light), and a source above 10 sigma of its pixels' own noise (measured
+     on the differences of neighbouring pixels, which a nebula's knots do not raise
+     as they raise the noise map) is judged above the level of a nebula it sits
+     in front of; a star blended with a neighbour, wide only over the window,
      goes, and so do two stars that two PSFs fit better, with a dip in the light
      between them or five times better than any single profile, and three stars
      that three PSFs fit twenty times better (a star between two companions);
@@ -162,12 +165,15 @@ DENOISE_CUTOFF = 0.8
 GALAXY_WIDTH = 1.25
 CORE_WIDTH = 1.1
 GALAXY_CHI2_GAIN = 25.0
-#: A source brighter than this (peak, noise sigmas) is judged above the level of the
+#: A source brighter than this (peak, in sigmas of its pixels' noise,
+#: :func:`_pixel_noise`) is judged above the level of the
 #: light around it: the level just outside its window when that light is not centred
 #: on it (a star in front of a nebula), the level further out when it is (brighter
 #: just outside the window by ``CENTRED_LIGHT`` noise sigmas: a galaxy's nucleus, or
 #: a star on a nebula's slope).  Fainter sources are judged as they are, since a faint
-#: galaxy's own light falls off too little to tell.
+#: galaxy's own light falls off too little to tell.  (Against the RMS map, which a
+#: nebula's knots raise 1.5-2.6 times, a 24-sigma star on the nebula of the
+#: benchmark's linear-wide frame counted 9.4 and stayed as a galaxy.)
 PEDESTAL_MIN_SNR = 10.0
 CENTRED_LIGHT = 0.25
 #: A source is a galaxy's nucleus (:meth:`_Fitter._nucleus`) when the light just
@@ -523,19 +529,58 @@ def _below_its_psf(data, finite, row, col, psf: PSFShape):
     return bool(stamp[peak] - level < (1.0 - LONE_CLIP_SHORTFALL) * predicted)
 
 
+def _mesh_maps(image, mask):
+    """Sigma-clipped median and RMS of ``_BOX`` meshes, filtered over 3 x 3 of them
+    and interpolated (photutils ``Background2D``); ``ValueError`` if every mesh is
+    mostly masked."""
+    with silenced():
+        maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
+                            bkg_estimator=MedianBackground(),
+                            bkg_rms_estimator=StdBackgroundRMS(), mask=mask,
+                            exclude_percentile=60)
+    return maps.background, maps.background_rms
+
+
 def _background_maps(image, floor, mask=None):
     try:
-        with silenced():
-            maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
-                                bkg_estimator=MedianBackground(),
-                                bkg_rms_estimator=StdBackgroundRMS(), mask=mask,
-                                exclude_percentile=60)
-        background, rms = maps.background, maps.background_rms
+        background, rms = _mesh_maps(image, mask)
     except ValueError:  # every mesh mostly masked: flat maps of what is left
         left = None if mask is None or mask.all() else mask
         _, level, noise = sigma_clipped_stats(image, mask=left, sigma=3.0, maxiters=10)
         background, rms = np.full(image.shape, level), np.full(image.shape, noise)
     return background, np.maximum(rms, max(floor, np.finfo(float).tiny))
+
+
+def _pixel_noise(image, mask, background, rms, floor):
+    """The noise of single pixels, without the scene's structure: no more than
+    ``rms``, the RMS map of :func:`_background_maps`.
+
+    A mesh's RMS counts the knots and slopes of a nebula or galaxy across it as noise
+    (1.5 to 2.6 times the pixels' noise over the bright nebulae of the benchmark
+    frames), which is right for what the noise might make of that structure, but not
+    for how far a source stands above its own pixels' noise.  The differences of
+    horizontally neighbouring pixels, over the square root of 2, see little of that
+    structure; their mesh RMS, scaled to ``rms`` on the darker half of the frame (by
+    ``background``), where there is little structure (the scale takes up any
+    correlation of the noise between neighbours, as in a resampled frame), is that
+    noise, no less than ``floor``.  It is ``rms`` where the differences cannot be
+    measured (``mask``, as for ``rms``, covers every mesh)."""
+    step = np.empty_like(image)
+    step[:, :-1] = (image[:, 1:] - image[:, :-1]) / math.sqrt(2.0)
+    step[:, -1] = step[:, -2] if image.shape[1] > 1 else 0.0
+    unusable = np.zeros(image.shape, bool) if mask is None else mask.copy()
+    unusable[:, :-1] |= unusable[:, 1:]
+    try:
+        _, step_rms = _mesh_maps(step, unusable)
+    except ValueError:
+        return rms
+    dark = (background <= np.median(background)) & (step_rms > 0)
+    if not dark.any():
+        return rms
+    scale = float(np.median(rms[dark] / step_rms[dark]))
+    if not np.isfinite(scale):
+        return rms
+    return np.minimum(rms, np.maximum(scale * step_rms, floor))
 
 
 def _median(values) -> float:
@@ -634,8 +679,10 @@ class _Fitter:
     #: reach.
     _RING_REACH = 10
 
-    def __init__(self, data, rms, saturated, finite, psf):
+    def __init__(self, data, rms, saturated, finite, psf, pixel_noise=None):
         self.data, self.rms, self.saturated, self.psf = data, rms, saturated, psf
+        # (:func:`_pixel_noise`: what a source's brightness is judged against.)
+        self.pixel_noise = rms if pixel_noise is None else pixel_noise
         self.finite = finite
         self.clipped = ndimage.binary_dilation(saturated, iterations=2)
         self.extended_cores = np.zeros_like(saturated)   # clipped, but no star
@@ -767,7 +814,7 @@ class _Fitter:
             # that makes a galaxy a galaxy, but on the level of a nebula or disk that a
             # bright source sits in front of (:meth:`_pedestal`); a core narrower
             # than the PSF (CUSP_WIDTH) on its plane, a nucleus against its own galaxy.
-            bright = amplitude > PEDESTAL_MIN_SNR * local_noise
+            bright = amplitude > PEDESTAL_MIN_SNR * _median(self.pixel_noise[window])
             pedestal = self._pedestal(row, col) if bright else 0.0
             profile = model.profile(x0, y0)[usable] * weights[usable]
             flat = np.array([max(float(profile @ ((cut[usable] - pedestal)
@@ -1717,7 +1764,9 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     background, rms = _background_maps(data, rms_floor,
                                        mask=sources | saturated | noiseless | ~finite)
 
-    fitter = _Fitter(data - background, rms, saturated, valid, psf)
+    pixel_noise = _pixel_noise(data, sources | saturated | noiseless | ~finite,
+                               background, rms, rms_floor)
+    fitter = _Fitter(data - background, rms, saturated, valid, psf, pixel_noise)
     n_stars = n_extended = 0
     for round_ in range(_ROUNDS):
         peaks = local_maxima((fitter.data - fitter.model) / rms,
