@@ -172,8 +172,8 @@ GALAXY_CHI2_GAIN = 25.0
 #: just outside the window by ``CENTRED_LIGHT`` noise sigmas: a galaxy's nucleus, or
 #: a star on a nebula's slope).  Fainter sources are judged as they are, since a faint
 #: galaxy's own light falls off too little to tell.  (Against the RMS map, which a
-#: nebula's knots raise 1.5-2.6 times, a 24-sigma star on the nebula of the
-#: benchmark's linear-wide frame counted 9.4 and stayed as a galaxy.)
+#: nebula's knots raise, a 24-sigma star on the nebula of the benchmark's linear-wide
+#: frame counted 9.4 and stayed as a galaxy.)
 PEDESTAL_MIN_SNR = 10.0
 CENTRED_LIGHT = 0.25
 #: A source is a galaxy's nucleus (:meth:`_Fitter._nucleus`) when the light just
@@ -556,8 +556,8 @@ def _pixel_noise(image, mask, background, rms, floor):
     ``rms``, the RMS map of :func:`_background_maps`.
 
     A mesh's RMS counts the knots and slopes of a nebula or galaxy across it as noise
-    (1.5 to 2.6 times the pixels' noise over the bright nebulae of the benchmark
-    frames), which is right for what the noise might make of that structure, but not
+    (up to 2.35 times the pixels' noise, a median over the bright extended sources of
+    a benchmark scene), which is right for what the noise might make of that structure, but not
     for how far a source stands above its own pixels' noise.  The differences of
     horizontally neighbouring pixels, over the square root of 2, see little of that
     structure; their mesh RMS, scaled to ``rms`` on the darker half of the frame (by
