@@ -557,19 +557,19 @@ def _pixel_noise(image, mask, background, rms, floor):
 
     A mesh's RMS counts the knots and slopes of a nebula or galaxy across it as noise
     (up to 2.35 times the pixels' noise, a median over the bright extended sources of
-    a benchmark scene), which is right for what the noise might make of that structure, but not
-    for how far a source stands above its own pixels' noise.  The differences of
-    horizontally neighbouring pixels, over the square root of 2, see little of that
-    structure; their mesh RMS, scaled to ``rms`` on the darker half of the frame (by
-    ``background``), where there is little structure (the scale takes up any
-    correlation of the noise between neighbours, as in a resampled frame), is that
-    noise, no less than ``floor``.  It is ``rms`` where the differences cannot be
+    a benchmark scene), which is right for what the noise might make of that
+    structure, but not for how far a source stands above its own pixels' noise.  The
+    differences of horizontally neighbouring pixels, over the square root of 2, see
+    little of that structure; their mesh RMS, scaled to ``rms`` on the darker half of
+    the frame (by ``background``), where there is little structure (the scale takes up
+    any correlation of the noise between neighbours, as in a resampled frame), is
+    that noise, no less than ``floor``.  It is ``rms`` where the differences cannot be
     measured (``mask``, as for ``rms``, covers every mesh)."""
     step = np.empty_like(image)
     step[:, :-1] = (image[:, 1:] - image[:, :-1]) / math.sqrt(2.0)
     step[:, -1] = step[:, -2] if image.shape[1] > 1 else 0.0
-    unusable = np.zeros(image.shape, bool) if mask is None else mask.copy()
-    unusable[:, :-1] |= unusable[:, 1:]
+    unusable = mask.copy()
+    unusable[:, :-1] |= mask[:, 1:]
     try:
         _, step_rms = _mesh_maps(step, unusable)
     except ValueError:
@@ -1761,11 +1761,10 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     valid = finite & ~no_data
     data[no_data] = background[no_data]
     sources = ndimage.binary_dilation((data - background) / rms > 3.0, iterations=2)
-    background, rms = _background_maps(data, rms_floor,
-                                       mask=sources | saturated | noiseless | ~finite)
+    sky_mask = sources | saturated | noiseless | ~finite
+    background, rms = _background_maps(data, rms_floor, mask=sky_mask)
 
-    pixel_noise = _pixel_noise(data, sources | saturated | noiseless | ~finite,
-                               background, rms, rms_floor)
+    pixel_noise = _pixel_noise(data, sky_mask, background, rms, rms_floor)
     fitter = _Fitter(data - background, rms, saturated, valid, psf, pixel_noise)
     n_stars = n_extended = 0
     for round_ in range(_ROUNDS):
