@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
+
 from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_parameters
-from pipeline.core.remove import remove_stars_array, validate_dtype
+from pipeline.core.remove import remove_stars_array, validate_dtype, validate_shape
 
 __all__ = ["remove_stars"]
 
@@ -35,8 +37,12 @@ def remove_stars(
         2-D image (any real dtype).  Non-finite pixels are masked data: they stay as
         they are and exchange no flux with their neighbours.  A Dask array is
         processed tile by tile (its chunks) and the result is lazy, with the same
-        chunks and the values of the whole-frame run; a frame larger than
-        ``threshold_sample`` pixels streams its tiles (:mod:`pipeline.tiling.tiles`).
+        chunks; a frame larger than ``threshold_sample`` pixels streams its tiles
+        (:mod:`pipeline.tiling.tiles`).  The diffusion presets give the values of the
+        whole-frame run; ``survey`` gives them but where a source's star-or-galaxy
+        test sits on its threshold and goes the other way in a tile, within a small
+        fraction of the noise elsewhere (:mod:`pipeline.tiling.fitted`; tiles much
+        smaller than 256 px differ more).
         A DataArray keeps its dims, coords and attrs.
     preset : str or DiffusionParameters, optional
         ``"survey"`` (default): stars are the sources that the image's own PSF fits
@@ -97,13 +103,25 @@ def remove_stars(
         return image.copy(data=data)
     if _is_dask(image):
         # Imported here: the NumPy path must not pay for Dask's import.
+        import dask.array as da
+
         from pipeline.tiling import remove_stars_dask
 
         params = resolve_parameters(preset, **overrides)
         if channel_axis is not None:
             raise ValueError("channel_axis is supported for NumPy input only; "
                              "process a Dask cube plane by plane")
+        if halo is not None and (isinstance(halo, bool)
+                                 or not isinstance(halo, numbers.Integral)):
+            raise TypeError(f"halo must be an integer number of pixels, got {halo!r}")
         validate_dtype(image.dtype)
+        if image.ndim != 2:
+            raise ValueError(f"image must be 2-D, got {image.ndim}-D with shape "
+                             f"{image.shape}; process a Dask cube plane by plane")
+        validate_shape(image.shape)
+        # The same check as a NumPy input's; the frame's statistics read it all anyway.
+        if image.dtype.kind == "f" and not bool(da.isfinite(image).any().compute()):
+            raise ValueError("image has no finite pixel (all NaN or inf)")
         return remove_stars_dask(image, params, halo=halo).starless
     if halo is not None:
         raise TypeError("halo applies to Dask input only")

@@ -104,9 +104,14 @@ def _check_parameters(where: str, preset: str | None, parameters: Any) -> dict[s
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: parameters.{key}: {exc}") from None
     try:
-        resolve_parameters(preset or DEFAULT_PRESET, **parameters)
+        params = resolve_parameters(preset or DEFAULT_PRESET, **parameters)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: parameters: {exc}") from None
+    if params.stop != "fixed":
+        # Files run in tiles, which need n_iter fixed: every frame would fail.
+        raise ConfigError(f"{where}: parameters.stop: {params.stop!r} needs a whole-frame "
+                          "run in Python (remove_stars or diagnose on a NumPy array); "
+                          "files run in tiles with a fixed n_iter")
     return dict(parameters)
 
 

@@ -63,6 +63,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from pipeline.core.params import DEFAULT_PRESET
+
 __all__ = ["remove_stars_file", "format_summary", "frame_chunks", "FITS_KEYWORDS",
            "MAX_SINGLE_CHUNK", "DEFAULT_TILE", "default_checkpoint_every", "run_batch",
            "output_name", "output_is_done", "format_batch_summary"]
@@ -208,7 +210,7 @@ def _provenance(meta, params, preset_name, chunks, halo, version) -> dict[str, A
         "title": "destar star removal",
         "destar_version": version,
         "preset": preset_name,
-        "parameters": params.as_dict(),
+        "parameters": params.in_use(),
         "input_path": str(Path(meta.path).resolve()),
         "input_sha256": meta.sha256,
         "input_format": meta.format,
@@ -237,7 +239,7 @@ def _fits_cards(params, preset_name, chunks, halo, version, meta) -> dict[str, A
         "DS_VERS": (version, "destar version"),
         "DS_PRST": (preset_name, "destar parameter preset"),
     }
-    for field, value in params.as_dict().items():
+    for field, value in params.in_use().items():
         keyword = FITS_KEYWORDS.get(field, f"HIERARCH DESTAR {field.upper()}")
         cards[keyword] = (value, _FIELD_COMMENTS.get(field, field))
     cards["DS_CHUNK"] = ("x".join(str(c) for c in chunks), "Dask tile size [px]")
@@ -259,8 +261,9 @@ def _picture(starless: np.ndarray, source: np.dtype) -> tuple[np.ndarray, np.dty
     return mapped, np.dtype(np.uint8)
 
 
-def _progress_bar(progress, total: int, label: str, position: int):
-    """A tqdm bar over the iterations on stderr, or ``None``."""
+def _progress_bar(progress, total: int | None, label: str, position: int):
+    """A tqdm bar over the iterations on stderr (``total=None``: a counter), or
+    ``None``."""
     if not progress:
         return None
     from tqdm import tqdm
@@ -366,7 +369,7 @@ def remove_stars_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     *,
-    preset: str = "paper",
+    preset: str = DEFAULT_PRESET,
     overrides: Mapping[str, Any] | None = None,
     chunk: int | str | None = None,
     hdu: int | str | None = None,
@@ -496,7 +499,9 @@ def remove_stars_file(
         return (f"{name} PSF" if fitted else f"{name} theta sample" if streamed
                 else name)
 
-    bar = _progress_bar(progress, params.n_iter, label(0), progress_position)
+    # (The PSF measurement has no steps to count; the tiles come after it.)
+    bar = _progress_bar(progress, None if fitted else params.n_iter, label(0),
+                        progress_position)
 
     def on_progress(done):
         if bar is not None:
@@ -511,7 +516,7 @@ def remove_stars_file(
         starless_planes = []
         for index, array in enumerate(arrays):
             if index and bar is not None:
-                bar.reset(total=params.n_iter)
+                bar.reset(total=None if fitted else params.n_iter)
                 bar.set_description(label(index), refresh=False)
                 bar.unit = "it"
             # Everything but the tiles stays in this process, even with a cluster
@@ -567,9 +572,9 @@ def remove_stars_file(
     if kind != "zarr":
         starless = (np.stack(starless_planes, axis=-1) if colour
                     else starless_planes[0])
-        history = (f"destar {__version__}: stars removed with preset '{preset}' "
-                   f"(n_iter={params.n_iter}) from {input_path.name} "
-                   f"sha256 {meta.sha256}")
+        iterations = "" if fitted else f" (n_iter={params.n_iter})"
+        history = (f"destar {__version__}: stars removed with preset '{preset}'"
+                   f"{iterations} from {input_path.name} sha256 {meta.sha256}")
         if kind in ("png", "jpeg"):
             picture, source = _picture(starless, np.dtype(meta.dtype))
             from dataclasses import replace
@@ -653,6 +658,49 @@ def output_is_done(output: Path, fmt: str) -> bool:
     return output.is_file()
 
 
+def recorded_settings(output: Path, fmt: str) -> dict[str, Any] | None:
+    """The preset and parameters that a finished output records, as
+    ``{"preset": name, field: value, ...}``: a Zarr store's attributes, a FITS file's
+    ``DS_*`` keywords; ``None`` for the formats that record none (NPY, TIFF, PNG,
+    JPEG) and for a file that destar did not write."""
+    if fmt == "zarr":
+        from pipeline.io.store import open_store
+
+        attrs = open_store(output).attrs
+        if "preset" not in attrs:
+            return None
+        return {"preset": attrs["preset"], **attrs.get("parameters", {})}
+    if fmt == "fits":
+        from astropy.io import fits
+
+        from pipeline.core.params import DiffusionParameters
+
+        header = fits.getheader(output)
+        if "DS_PRST" not in header:
+            return None
+        recorded = {"preset": header["DS_PRST"]}
+        for field in dataclasses.fields(DiffusionParameters):
+            keyword = FITS_KEYWORDS.get(field.name, f"HIERARCH DESTAR {field.name.upper()}")
+            if keyword in header:
+                recorded[field.name] = header[keyword]
+        return recorded
+    return None
+
+
+def _settings_differ(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """``"name: recorded there, wanted here"`` for each setting of ``wanted`` that
+    ``recorded`` holds with another value (floats to 1e-9, as a header rounds them)."""
+    def same(a, b):
+        if isinstance(a, float) or isinstance(b, float):
+            return (a is not None and b is not None
+                    and math.isclose(float(a), float(b), rel_tol=1e-9))
+        return a == b
+
+    return [f"{name}: {recorded[name]!r} there, {value!r} here"
+            for name, value in wanted.items()
+            if name in recorded and not same(recorded[name], value)]
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join((str(exc) or type(exc).__name__).split())
 
@@ -661,8 +709,9 @@ def run_batch(config, *, overwrite: bool = False, progress: bool = True,
               report=None) -> dict[str, Any]:
     """Process every input of a :class:`pipeline.config.RunConfig`.
 
-    Complete outputs are skipped (unless ``overwrite``); a frame that fails is
-    reported in one line through ``report(line)`` (default: stderr) and the batch goes
+    Complete outputs are skipped (unless ``overwrite``), but one that records other
+    settings (:func:`recorded_settings`: Zarr and FITS) fails its frame, since it is
+    no result of this config; a frame that fails is reported in one line through ``report(line)`` (default: stderr) and the batch goes
     on.  The cluster (``scheduler``/``cluster``) is connected once for all frames.
     Returns ``{"done", "skipped", "failed": [(input, message)], "seconds", "outputs"}``.
     """
@@ -676,8 +725,9 @@ def run_batch(config, *, overwrite: bool = False, progress: bool = True,
     if config.output is None:
         raise ConfigError(f"{where}: output: no output folder given")
     fmt = config.format or "zarr"
-    preset = config.preset or "paper"
-    config.params()  # validate before any work
+    preset = config.preset or DEFAULT_PRESET
+    params = config.params()  # validate before any work
+    wanted = {"preset": preset, **params.in_use()}
     files = expand_inputs(config.inputs, f"{where}: inputs")
     outputs = [output_name(f, config.output, fmt) for f in files]
     seen: dict[Path, Path] = {}
@@ -685,6 +735,9 @@ def run_batch(config, *, overwrite: bool = False, progress: bool = True,
         if out in seen:
             raise ConfigError(f"{where}: inputs {seen[out]} and {f} would both write {out}")
         seen[out] = f
+        if out.exists() and os.path.samefile(out, f):
+            raise ConfigError(f"{where}: output: {out} would be written over its input; "
+                              "choose another output folder or format")
     try:
         config.output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -713,6 +766,14 @@ def run_batch(config, *, overwrite: bool = False, progress: bool = True,
             for f, out in zip(files, outputs):
                 try:
                     if not overwrite and output_is_done(out, fmt):
+                        # A finished output made with other settings is no result of
+                        # this config: it is reported, not counted as done.
+                        recorded = recorded_settings(out, fmt)
+                        differ = _settings_differ(recorded or {}, wanted)
+                        if differ:
+                            raise ValueError(f"{out}: exists, made with other settings "
+                                             f"({'; '.join(differ)}); --overwrite "
+                                             "recomputes it")
                         skipped += 1
                         continue
                     remove_stars_file(

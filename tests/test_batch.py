@@ -11,9 +11,10 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from pipeline import cli
+from pipeline import DEFAULT_PRESET, cli
 from pipeline.io import open_store, sha256_file, store_is_complete
 from pipeline.io.checkpoint import checkpoint_path
+from pipeline.run import output_is_done, recorded_settings
 from pipeline.synthetic import make_survey_frame
 
 from cli_checks import assert_one_line_error
@@ -99,6 +100,65 @@ def test_batch_without_failures_exits_zero_and_skips_finished(tmp_path, capsys):
     assert cli.main(["run", str(config), "--format", "fits", "--quiet"]) == 0
     assert "2 done" in capsys.readouterr().out
     assert (tmp_path / "out" / "f1.fits").is_file()
+
+
+def test_batch_without_a_preset_runs_the_default_and_records_only_what_it_reads(
+        tmp_path, capsys):
+    np.save(tmp_path / "a.npy", make_survey_frame((256, 256), seed=0).image)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"inputs": ["a.npy"], "output": "out",
+                                      "format": "fits"}))
+    assert cli.main(["run", str(config), "--quiet"]) == 0
+    header = fits.getheader(tmp_path / "out" / "a.fits")
+    assert header["DS_PRST"] == DEFAULT_PRESET == "survey"
+    assert header["DS_STARM"] == "psf"
+    # The PSF model runs no diffusion: no iteration count or step size is recorded.
+    assert "DS_NITER" not in header and "DS_GAMMA" not in header
+    assert "n_iter" not in str(header["HISTORY"])
+
+
+def test_batch_refuses_an_output_folder_that_would_overwrite_its_inputs(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    fits.PrimaryHDU(np.asarray(_frame(), np.float32)).writeto(frames / "b.fits")
+    digest = sha256_file(frames / "b.fits")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"inputs": ["frames/*.fits"], "output": "frames",
+                                      "format": "fits", "preset": "paper",
+                                      "parameters": {"n_iter": 6}}))
+    code = cli.main(["run", str(config), "--quiet"])
+    assert_one_line_error(code, capsys.readouterr().err, "would be written over its input")
+    assert sha256_file(frames / "b.fits") == digest
+
+
+@pytest.mark.parametrize("fmt", ["fits", "zarr"])
+def test_a_finished_output_made_with_other_settings_is_reported_not_skipped(tmp_path,
+                                                                            capsys, fmt):
+    np.save(tmp_path / "a.npy", _frame())
+    config = tmp_path / "c.yaml"
+    settings = {"inputs": ["a.npy"], "output": "out", "format": fmt, "chunk": 64,
+                "preset": "paper", "parameters": {"n_iter": 6}}
+    config.write_text(yaml.safe_dump(settings))
+    assert cli.main(["run", str(config), "--quiet"]) == 0
+    output = tmp_path / "out" / f"a.{fmt}"
+    assert output_is_done(output, fmt)
+    # The same settings: skipped.
+    assert cli.main(["run", str(config), "--quiet"]) == 0
+    assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().out
+    recorded = recorded_settings(output, fmt)
+    assert recorded["preset"] == "paper" and recorded["n_iter"] == 6
+    # Other settings: the frame fails, naming what differs, and the output stays.
+    for changed in ({"preset": "reference"}, {"parameters": {"n_iter": 7}}):
+        config.write_text(yaml.safe_dump({**settings, **changed}))
+        assert cli.main(["run", str(config), "--quiet"]) == 1
+        out, err = capsys.readouterr()
+        assert "0 done, 0 skipped, 1 failed" in out
+        assert "made with other settings" in err and "--overwrite" in err
+        assert ("'paper' there, 'reference' here" in err if "preset" in changed
+                else "n_iter: 6 there, 7 here" in err)
+        assert recorded_settings(output, fmt) == recorded
+    assert cli.main(["run", str(config), "--quiet", "--overwrite"]) == 0
+    assert recorded_settings(output, fmt)["n_iter"] == 7
 
 
 def test_batch_progress_bars_go_to_stderr(tmp_path, capsys):

@@ -109,6 +109,7 @@ def test_other_jobqueue_kinds_map_the_account(kind, marker):
     ({"parameters": {"n_iter": "ten"}}, ["parameters.n_iter", "integer"]),
     ({"parameters": {"gamma": 0.5}}, ["parameters.gamma", "stable range"]),
     ({"parameters": {"gamma": "0.2"}}, ["parameters.gamma", "real number"]),
+    ({"preset": "paper", "parameters": {"stop": "auto"}}, ["parameters.stop", "whole-frame"]),
     ({"preset": "survey-fast"}, ["preset", "unknown preset"]),
     ({"format": "jpeg2000"}, ["format"]),
     ({"chunk": 0}, ["chunk"]),

@@ -88,7 +88,7 @@ def fits_input(tmp_path_factory):
 def test_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path):
     address, _ = cluster
     digest = sha256_file(fits_input)
-    kwargs = dict(chunk=128, overrides={"n_iter": 20}, progress=False)
+    kwargs = dict(chunk=128, preset="paper", overrides={"n_iter": 20}, progress=False)
     remote = remove_stars_file(fits_input, tmp_path / "remote.zarr", scheduler=address,
                                **kwargs)
     local = remove_stars_file(fits_input, tmp_path / "local.zarr", **kwargs)
@@ -104,7 +104,7 @@ def test_streamed_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path
     # theta from one 64 x 64 sample block: the sample runs as actors, then the tiles
     # as plain tasks on the workers, which write the store's chunks.
     address, _ = cluster
-    kwargs = dict(chunk=128, overrides={"n_iter": 20, "threshold_sample": 64 * 64},
+    kwargs = dict(chunk=128, preset="paper", overrides={"n_iter": 20, "threshold_sample": 64 * 64},
                   progress=False)
     remote = remove_stars_file(fits_input, tmp_path / "remote.zarr", scheduler=address,
                                **kwargs)
@@ -165,7 +165,7 @@ def test_a_killed_worker_is_replaced_by_resuming_on_the_other(cluster, fits_inpu
     assert not checkpoint_path(out).exists()
 
     expected = tmp_path / "local.npy"
-    remove_stars_file(fits_input, expected, chunk=128, overrides={"n_iter": 150},
+    remove_stars_file(fits_input, expected, chunk=128, preset="paper", overrides={"n_iter": 150},
                       progress=False)
     np.testing.assert_allclose(store["starless"].values, np.load(expected), rtol=0,
                                atol=1e-6)

@@ -69,7 +69,7 @@ def test_sigkill_then_the_same_command_resumes(fits_input, tmp_path):
     assert not checkpoint_path(out).exists()  # removed once the store was complete
 
     expected = remove_stars_file(fits_input, tmp_path / "whole.zarr", chunk=128,
-                                 overrides={"n_iter": 60}, checkpoint_every=0,
+                                 preset="paper", overrides={"n_iter": 60}, checkpoint_every=0,
                                  progress=False)
     assert expected["resumed_from"] == 0
     reference = open_store(tmp_path / "whole.zarr")
@@ -89,14 +89,14 @@ def test_unfinished_store_is_the_runs_own_and_a_complete_one_is_refused(fits_inp
                                                                          tmp_path):
     out = tmp_path / "out.zarr"
     _unfinished_store(out)  # a writer that died before destar_complete
-    summary = remove_stars_file(fits_input, out, chunk=128, overrides={"n_iter": 10},
+    summary = remove_stars_file(fits_input, out, chunk=128, preset="paper", overrides={"n_iter": 10},
                                 progress=False)
     assert store_is_complete(out) and summary["resumed_from"] == 0
     assert open_store(out).starless.shape == (256, 256)
     with pytest.raises(FileExistsError, match="complete destar store"):
-        remove_stars_file(fits_input, out, chunk=128, overrides={"n_iter": 10},
+        remove_stars_file(fits_input, out, chunk=128, preset="paper", overrides={"n_iter": 10},
                           progress=False)
-    remove_stars_file(fits_input, out, chunk=128, overrides={"n_iter": 10},
+    remove_stars_file(fits_input, out, chunk=128, preset="paper", overrides={"n_iter": 10},
                       progress=False, overwrite=True)
     assert store_is_complete(out)
 
@@ -122,14 +122,14 @@ def test_checkpoint_of_other_parameters_is_not_resumed(fits_input, tmp_path):
     run._run_on = stop_after
     try:
         with pytest.raises(Stop):
-            remove_stars_file(fits_input, out, chunk=128, overrides={"n_iter": 30},
+            remove_stars_file(fits_input, out, chunk=128, preset="paper", overrides={"n_iter": 30},
                               checkpoint_every=5, progress=False)
     finally:
         run._run_on = original
     assert _pointer_iteration(out) == 15
     # Same output, other parameters: the checkpoint's fingerprint differs, start over.
     summary = remove_stars_file(fits_input, out, chunk=128,
-                                overrides={"n_iter": 30, "gamma": 0.2},
+                                preset="paper", overrides={"n_iter": 30, "gamma": 0.2},
                                 checkpoint_every=5, progress=False)
     assert summary["resumed_from"] == 0
     assert not checkpoint_path(out).exists()

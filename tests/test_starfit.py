@@ -123,6 +123,16 @@ def test_layers_add_up_nan_stays_and_input_is_untouched():
     assert fit.n_stars >= 40
 
 
+
+def test_the_star_count_is_the_number_of_fitted_centres():
+    """A source split into two stars counts two: ``n_stars`` was the number of
+    sources judged stars, one fewer than ``centres`` on this frame."""
+    from pipeline.synthetic import make_survey_frame
+
+    fit = fit_and_subtract_stars(make_survey_frame((256, 256), seed=0).image)
+    assert fit.n_stars == len(fit.centres) == fit.centres.shape[0]
+    assert fit.centres.shape == (fit.n_stars, 2)
+
 @pytest.mark.parametrize("sky", [0.0, 200.0])
 def test_a_zero_filled_border_is_masked_data(sky):
     """A mosaic's zero-filled border has no noise: its RMS of 0 made the fits'

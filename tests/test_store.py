@@ -57,7 +57,7 @@ def store(fits_input, tmp_path_factory):
     path, _ = fits_input
     out = tmp_path_factory.mktemp("out") / "frame.zarr"
     digest = sha256_file(path)
-    summary = remove_stars_file(path, out, overrides={"n_iter": N_ITER}, chunk=100,
+    summary = remove_stars_file(path, out, preset="paper", overrides={"n_iter": N_ITER}, chunk=100,
                                 progress=False)
     assert sha256_file(path) == digest  # the input is never modified
     return out, summary
@@ -102,7 +102,7 @@ def test_provenance_attributes(store, fits_input):
     attrs = open_store(out).attrs
     assert attrs[COMPLETE_ATTR] is True
     assert attrs["destar_version"] == pipeline.__version__
-    params = pipeline.PRESETS["paper"].replace(n_iter=N_ITER).as_dict()
+    params = pipeline.PRESETS["paper"].replace(n_iter=N_ITER).in_use()
     assert attrs["parameters"] == json.loads(json.dumps(params))
     assert attrs["preset"] == "paper"
     assert attrs["input_sha256"] == sha256_file(path)
@@ -136,7 +136,7 @@ def test_store_matches_remove_stars_on_the_same_array(tmp_path):
     image = make_survey_frame((SIZE, SIZE), seed=2, n_stars=80, n_galaxies=2).image
     np.save(tmp_path / "in.npy", image)
     out = tmp_path / "out.zarr"
-    remove_stars_file(tmp_path / "in.npy", out, overrides={"n_iter": N_ITER}, chunk=128,
+    remove_stars_file(tmp_path / "in.npy", out, preset="paper", overrides={"n_iter": N_ITER}, chunk=128,
                       progress=False)
     expected = remove_stars(image, preset="paper", n_iter=N_ITER)
     ds = open_store(out)

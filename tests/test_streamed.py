@@ -129,7 +129,7 @@ def test_file_run_streams_into_a_store(tmp_path, frame, whole, monkeypatch):
     as_read = frame.astype(np.float32).astype(np.float64)
     expected = remove_stars(as_read, preset=SAMPLED)
     out = tmp_path / "out.zarr"
-    summary = remove_stars_file(source, out, overrides={"n_iter": 40,
+    summary = remove_stars_file(source, out, preset="paper", overrides={"n_iter": 40,
                                                          "threshold_sample": 256 * 256},
                                 chunk=256, progress=False)
     assert summary["tiles"] == 9
@@ -152,7 +152,7 @@ def test_killed_streamed_run_redoes_only_unfinished_tiles(tmp_path, frame, monke
     source = tmp_path / "frame.fits"
     fits.PrimaryHDU(frame.astype(np.float32)).writeto(source)
     out = tmp_path / "out.zarr"
-    options = dict(overrides={"n_iter": 40, "threshold_sample": 256 * 256}, chunk=256,
+    options = dict(preset="paper", overrides={"n_iter": 40, "threshold_sample": 256 * 256}, chunk=256,
                    progress=False)
     clean = remove_stars_file(source, tmp_path / "clean.zarr", **options)
     assert clean["tiles_reused"] == 0

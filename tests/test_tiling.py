@@ -115,3 +115,12 @@ def test_bad_dask_input():
         remove_stars_dask(da.zeros((8, 8), chunks=4), resolve_parameters("paper"), halo=-1)
     with pytest.raises(TypeError, match="halo"):
         remove_stars(np.zeros((8, 8)), halo=3)
+    # The checks of a NumPy input, before any tile runs.
+    with pytest.raises(ValueError, match="no finite pixel"):
+        remove_stars(da.full((64, 64), np.nan, chunks=32), preset="paper", n_iter=5)
+    with pytest.raises(ValueError, match="too small"):
+        remove_stars(da.ones((2, 2)), preset="paper", n_iter=5)
+    with pytest.raises(ValueError, match="empty"):
+        remove_stars(da.ones((0, 5)), preset="paper", n_iter=5)
+    with pytest.raises(TypeError, match="halo must be an integer"):
+        remove_stars(da.ones((64, 64), chunks=32), preset="paper", halo="x")

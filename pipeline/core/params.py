@@ -182,8 +182,16 @@ class DiffusionParameters:
         return dataclasses.replace(self, **overrides)
 
     def as_dict(self) -> dict:
-        """The parameters as a plain dict (for provenance records and configs)."""
+        """The parameters as a plain dict (for configs and checkpoints)."""
         return dataclasses.asdict(self)
+
+    def in_use(self) -> dict:
+        """The fields that this star model reads, as a plain dict: what a provenance
+        record names.  The PSF model reads ``star_model``, ``threshold_sample`` and
+        ``asinh_knee``; the diffusion every field but ``asinh_knee``."""
+        return {name: value for name, value in self.as_dict().items()
+                if (name in _PSF_MODEL_FIELDS if self.star_model == "psf"
+                    else name != "asinh_knee")}
 
 
 def _check_int(params: DiffusionParameters, name: str, *, minimum: int) -> None:
@@ -277,7 +285,8 @@ def resolve_parameters(
     if params.star_model == "psf" and unused:
         # Silently ignoring e.g. n_iter would run something else than the caller asked.
         raise ValueError(
-            f"{', '.join(unused)} only tune the diffusion, which star_model='psf' "
+            f"{', '.join(unused)} {'tunes' if len(unused) == 1 else 'tune'} only the "
+            "diffusion, which star_model='psf' "
             f"(preset {preset if isinstance(preset, str) else 'given'!r}) does not run; "
             "choose preset='paper' for the diffusion"
         )

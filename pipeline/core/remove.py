@@ -7,6 +7,7 @@ fits (:mod:`pipeline.core.starfit`).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -20,9 +21,8 @@ from pipeline.core.sampling import psf_region
 from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
 from pipeline.core.stretch import check_knee, linearize, restretch
 
-__all__ = ["remove_stars_array", "diagnose", "validate_image", "validate_dtype",
-           "prepare_plane", "frame_psf",
-           "background_for"]
+__all__ = ["remove_stars_array", "diagnose", "validate_image", "validate_shape",
+           "validate_dtype", "prepare_plane", "frame_psf", "background_for"]
 
 #: Smallest side the method's neighbourhoods make sense on.
 MIN_SIDE = 3
@@ -63,28 +63,38 @@ def validate_image(image, *, channel_axis: int | None = None) -> np.ndarray:
             )
         if not -3 <= channel_axis < 3:
             raise ValueError(f"channel_axis={channel_axis} is out of range for a 3-D array")
-        planes_shape = tuple(s for a, s in enumerate(array.shape) if a != channel_axis % 3)
+        _check_size(array.shape,
+                    tuple(s for a, s in enumerate(array.shape) if a != channel_axis % 3))
     else:
-        if array.ndim == 3:
-            raise ValueError(
-                f"image is 3-D with shape {array.shape}; pass channel_axis= to process "
-                "each channel (e.g. channel_axis=-1 for RGB)"
-            )
-        if array.ndim != 2:
-            raise ValueError(
-                f"image must be 2-D, got {array.ndim}-D with shape {array.shape}"
-            )
-        planes_shape = array.shape
-    if array.size == 0:
-        raise ValueError(f"image is empty (shape {array.shape})")
-    if min(planes_shape) < MIN_SIDE:
-        raise ValueError(
-            f"image of shape {planes_shape} is too small; each side needs at least "
-            f"{MIN_SIDE} pixels"
-        )
+        validate_shape(array.shape)
     if array.dtype.kind == "f" and not np.isfinite(array).any():
         raise ValueError("image has no finite pixel (all NaN or inf)")
     return array
+
+
+def validate_shape(shape) -> None:
+    """The checks of :func:`validate_image` that need only the shape of a 2-D image
+    (a Dask array's, before any of its data is read): ``ValueError`` for a wrong
+    number of dimensions, an empty or a too small image."""
+    shape = tuple(shape)
+    if len(shape) == 3:
+        raise ValueError(
+            f"image is 3-D with shape {shape}; pass channel_axis= to process "
+            "each channel (e.g. channel_axis=-1 for RGB)"
+        )
+    if len(shape) != 2:
+        raise ValueError(f"image must be 2-D, got {len(shape)}-D with shape {shape}")
+    _check_size(shape, shape)
+
+
+def _check_size(shape, planes_shape) -> None:
+    if math.prod(shape) == 0:
+        raise ValueError(f"image is empty (shape {tuple(shape)})")
+    if min(planes_shape) < MIN_SIDE:
+        raise ValueError(
+            f"image of shape {tuple(planes_shape)} is too small; each side needs at "
+            f"least {MIN_SIDE} pixels"
+        )
 
 
 def prepare_plane(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -412,7 +412,7 @@ class StarFit:
         mean above the data's.
     psf : PSFShape
     n_stars : int
-        Sources subtracted as stars.
+        Stars subtracted (``len(centres)``).
     centres : (n_stars, 2) ndarray
         Their fitted centres ``(row, col)`` in pixels.
     n_extended : int
@@ -1766,7 +1766,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
 
     pixel_noise = _pixel_noise(data, sky_mask, background, rms, rms_floor)
     fitter = _Fitter(data - background, rms, saturated, valid, psf, pixel_noise)
-    n_stars = n_extended = 0
+    n_extended = 0
     for round_ in range(_ROUNDS):
         peaks = local_maxima((fitter.data - fitter.model) / rms,
                              min_distance=max(1, int(psf.fwhm // 2)),
@@ -1786,14 +1786,13 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
             added += outcome is True
             n_extended += outcome is False and round_ == 0
             fitter.left_in_place[row, col] |= outcome is False
-        n_stars += added
         if round_ == 0:
             fitter.add_halos()
         if added == 0:
             break
 
     for row, col in _faint_peaks(fitter, psf):
-        n_stars += fitter.add(row, col) is True
+        fitter.add(row, col)
 
     # Where the models would dig below the sky, they overshoot (SKY_FLOOR_SIGMAS).
     # The same test on local means, which sees a shallow overshoot spread over many
@@ -1831,8 +1830,10 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     stars = np.full(original.shape, np.nan)
     defined = np.isfinite(original)     # (pixels beyond OVERFLOW_LIMIT included)
     stars[defined] = original[defined] - starless[defined]
+    # (One add() can subtract two or three stars, or refit a neighbour's: the count is
+    # the stars in the model, not the calls that returned True.)
+    star_centres = np.array([star[1:] for star in fitter.stars],
+                            dtype=np.float64).reshape(-1, 2)
     return StarFit(starless=starless, stars=stars, model=model, psf=psf,
-                   n_stars=int(n_stars),
-                   centres=np.array([star[1:] for star in fitter.stars],
-                                    dtype=np.float64).reshape(-1, 2),
+                   n_stars=len(star_centres), centres=star_centres,
                    n_extended=int(n_extended))
