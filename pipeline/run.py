@@ -711,8 +711,9 @@ def run_batch(config, *, overwrite: bool = False, progress: bool = True,
 
     Complete outputs are skipped (unless ``overwrite``), but one that records other
     settings (:func:`recorded_settings`: Zarr and FITS) fails its frame, since it is
-    no result of this config; a frame that fails is reported in one line through ``report(line)`` (default: stderr) and the batch goes
-    on.  The cluster (``scheduler``/``cluster``) is connected once for all frames.
+    no result of this config; a frame that fails is reported in one line through
+    ``report(line)`` (default: stderr) and the batch goes on.  The cluster
+    (``scheduler``/``cluster``) is connected once for all frames.
     Returns ``{"done", "skipped", "failed": [(input, message)], "seconds", "outputs"}``.
     """
     from pipeline.cluster import ClusterError, connect

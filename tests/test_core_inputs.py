@@ -496,6 +496,8 @@ def test_replace_returns_a_new_validated_object():
     assert changed.n_iter == 12 and base.n_iter == 200
     with pytest.raises(ValueError):
         base.replace(gamma=0.5)
+    with pytest.raises(ValueError, match="background_ratio=3.0 is above signal_ratio"):
+        base.replace(background_ratio=3.0)
 
 
 def test_presets():

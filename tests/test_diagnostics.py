@@ -200,6 +200,14 @@ def test_iterations_below_one_rejected(figure2d, iterations):
         diagnose(figure2d, iterations=iterations, preset="reference", n_iter=5)
 
 
+
+@pytest.mark.parametrize("iterations", [None, 40, "40", (2.5,), (True,)])
+def test_iterations_that_are_not_integers_rejected(figure2d, iterations):
+    # "40" was read as (4, 0), and 2.5 cut to 2, without a word.
+    with pytest.raises(TypeError, match="iterations must be a sequence of integers"):
+        diagnose(figure2d, iterations=iterations, preset="reference", n_iter=5)
+
+
 def test_diagnose_validates_the_image():
     with pytest.raises(ValueError, match="channel_axis"):
         diagnose(np.zeros((16, 16, 3)))

@@ -1282,7 +1282,7 @@ def test_the_halos_of_a_noisy_frame_reach_beyond_the_rings_its_stars_measure():
     """In noise of 40 DN the unclipped stars measure the frame's wing on one or two
     rings only, too few for a slope.  Cut there, the wing stopped the clipped stars'
     halos a few pixels out, and they left 1.3-6.1 sigma (RMS) 6-24 px around them;
-    carried on as r^-2, it leaves 0.2-0.8 sigma.  The galaxy 18 px from the first
+    carried on beyond them as a power law, it leaves 0.2-0.8 sigma.  The galaxy 18 px from the first
     comes out within 0.48-0.52 sigma (RMS) of the truth, against 0.56-0.90 with the
     wing cut, though up to 16 % of its light now goes with the halo (the wing left
     up to 24 % more on it before)."""
@@ -1424,7 +1424,8 @@ def test_the_frame_wing_is_what_most_stars_share_in_proportion_to_their_light():
     wing is the stars' common ratio, carried on as its power law beyond the rings
     they measure, and light around one star only (a galaxy it sits in) or noise is
     none."""
-    from pipeline.core.starfit import HALO_REACH, LOWEST_OF_FOUR, _stacked_wing
+    from pipeline.core.starfit import (FLATTEST_WING_SLOPE, HALO_REACH, LOWEST_OF_FOUR,
+                                       _stacked_wing)
 
     radii = np.arange(3, HALO_REACH)
     wing = 0.01 * ((radii + 0.5) / 3.5) ** (-11 / 3)
@@ -1449,10 +1450,11 @@ def test_the_frame_wing_is_what_most_stars_share_in_proportion_to_their_light():
     rim = rings(amplitudes[0] * wing, near_clipped=~clean)
     assert not _stacked_wing([amplitudes[0]] * 3, [rim, *noise_only[:2]]).any()
     # Stars that measure two rings only fit no slope: the wing goes on from the
-    # second as r^-2.
+    # second as r^-3, the flattest allowed.
     two_rings = [rings(np.where(radii < 5, amplitude * wing, 0.0) - LOWEST_OF_FOUR * errors)
                  for amplitude in amplitudes]
     stacked = _stacked_wing(amplitudes, two_rings)
     np.testing.assert_allclose(stacked[3:5], wing[:2], rtol=1e-6)
-    np.testing.assert_allclose(stacked[5:], wing[1] * ((radii[2:] + 0.5) / 4.5) ** -2.0,
+    assert FLATTEST_WING_SLOPE == -3.0
+    np.testing.assert_allclose(stacked[5:], wing[1] * ((radii[2:] + 0.5) / 4.5) ** -3.0,
                                rtol=1e-6)

@@ -158,6 +158,10 @@ class DiffusionParameters:
                 )
         for name in ("signal_ratio", "background_ratio"):
             _check_real(self, name)
+        if self.background_ratio > self.signal_ratio:
+            # A pixel would be signal (stopped) and pure background (never stopped).
+            raise ValueError(f"background_ratio={self.background_ratio!r} is above "
+                             f"signal_ratio={self.signal_ratio!r}")
         if self.formulation not in ("reference", "finite"):
             raise ValueError(
                 f"formulation={self.formulation!r}; expected 'reference' or 'finite'"

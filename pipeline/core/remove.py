@@ -241,6 +241,10 @@ def diagnose(
         raise ValueError(f"diagnose shows the diffusion's maps; star_model="
                          f"{params.star_model!r} has none (use preset='paper')")
     array = validate_image(image)
+    if isinstance(iterations, (str, bytes)) or not np.iterable(iterations) or not all(
+            isinstance(t, numbers.Integral) and not isinstance(t, bool)
+            for t in iterations):
+        raise TypeError(f"iterations must be a sequence of integers, got {iterations!r}")
     record = tuple(int(t) for t in iterations)
     if any(t < 1 for t in record):
         raise ValueError(f"iterations must be >= 1, got {record}")

@@ -217,7 +217,7 @@ def _read_fits_hdul(path, hdul, hdu, plane, caught, fits):
     if hdu is None:
         candidates = [i for i, h in enumerate(hdul) if is_image(h) and ndim(h) >= 2]
         if not candidates:
-            raise ImageReadError(f"{path}: FITS file has no image data"
+            raise ImageReadError(f"{path}: FITS file has no image data of 2 or more axes"
                                  f" (HDUs: {_describe_hdus(hdul)})")
         index = candidates[0]
     else:
