@@ -459,6 +459,9 @@ def remove_stars_file(
                          ">= 0 (0: no checkpoints)")
     kind = _output_kind(output)
     _check_output(output, kind, input_path, overwrite)
+    if checkpoint_every and kind != "zarr":
+        _warn(f"checkpoints are for .zarr outputs only: {output.name} is written once, "
+              "at the end, and a killed run starts again from the beginning")
 
     data, meta = read_image(input_path, hdu=hdu, plane=plane)
     colour = meta.is_rgb
@@ -545,9 +548,16 @@ def remove_stars_file(
             starless, stars, mask, inexact = split_stars(array, da.asarray(tiled.starless))
             attrs = _provenance(meta, params, preset, chunks, tiled.halo, __version__)
             attrs["stars_inexact_pixels"] = inexact
-            attrs["measured"] = {"bavg": tiled.scalars.bavg, "noise": tiled.scalars.noise}
+            measured = {"bavg": tiled.scalars.bavg, "noise": tiled.scalars.noise}
+            if params.bavg is not None:
+                # Given, not measured (the reference preset's 46), and then the
+                # reference formulation measures no noise either.
+                del measured["bavg"]
+                if params.formulation == "reference":
+                    del measured["noise"]
             if not fitted:  # k normalises the diffusion's asymmetry only
-                attrs["measured"]["k"] = tiled.scalars.k
+                measured["k"] = tiled.scalars.k
+            attrs["measured"] = measured
             attrs["thetas"] = tiled.thetas
             attrs["resumed_from"] = int(tiled.resumed_from)
             attrs["checkpoint_every"] = (int(every) if checkpoint is not None

@@ -188,6 +188,13 @@ def test_info_prints_what_the_store_holds(tmp_path, capsys):
                      "stopped_fraction", "flux_removed", "(4 tiles)"):
         assert fragment in text, fragment
     assert f"{attrs['measured']['bavg']:.6g}" in text
+    # The reference preset's bavg is given, not measured, and it measures no noise.
+    reference = tmp_path / "r.zarr"
+    assert cli.main(["remove", str(source), "-o", str(reference), "--preset", "reference",
+                     "--n-iter", "6", "--chunk", "64", "--quiet"]) == 0
+    assert cli.main(["info", str(reference)]) == 0
+    assert set(open_store(reference).attrs["measured"]) == {"k"}
+    assert "measured        k " in capsys.readouterr().out
     # An unfinished store is refused in one line.
     (tmp_path / "half.zarr").mkdir()
     (tmp_path / "half.zarr" / "zarr.json").write_text(

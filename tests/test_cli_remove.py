@@ -93,9 +93,18 @@ def test_remove_to_npy_and_png(capsys, frame, tmp_path):
     code, _, err = _run(capsys, ["remove", str(source), "-o", str(npy), "--preset", "paper", "--n-iter", N_ITER,
                                  "--quiet"])
     assert code == 0, err
+    assert "checkpoint" not in err
     result = np.load(npy)
     np.testing.assert_allclose(result, remove_stars(frame, preset="paper", n_iter=int(N_ITER)),
                                rtol=0, atol=1e-9)
+    # Checkpoints asked for where there are none: said, not silently ignored.
+    code, _, err = _run(capsys, ["remove", str(source), "-o", str(npy), "--preset", "paper",
+                                 "--n-iter", N_ITER, "--checkpoint-every", "2", "--quiet",
+                                 "--overwrite"])
+    assert code == 0, err
+    assert err.strip() == ("destar: warning: checkpoints are for .zarr outputs only: "
+                           "out.npy is written once, at the end, and a killed run starts "
+                           "again from the beginning")
     png = tmp_path / "out.png"
     code, _, err = _run(capsys, ["remove", str(source), "-o", str(png), "--preset", "paper", "--n-iter", N_ITER,
                                  "--quiet"])

@@ -372,6 +372,19 @@ def test_png_rgb_and_rgba(tmp_path):
     np.testing.assert_array_equal(image, rgb)
 
 
+def test_a_cmyk_jpeg_is_read_as_rgb_not_as_rgba(tmp_path):
+    """Its fourth channel is black, which the picture needs, not an alpha to drop."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:32, 0:48]
+    rgb = np.dstack([60 + 2 * xx + yy, 200 - 3 * xx, 40 + 4 * yy]).astype(np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    image, meta = read_image(tmp_path / "cmyk.jpg")
+    assert image.shape == (32, 48, 3) and meta.channel_axis == -1
+    assert not meta.dropped_alpha
+    assert np.abs(image.astype(int) - rgb).mean() < 4
+
+
 def test_png_16_bit_source_stays_16_bit_and_floats_are_rounded_and_clipped(tmp_path):
     data = (RNG.random((10, 12)) * 65535).astype(np.uint16)
     iio.imwrite(tmp_path / "in16.png", data)

@@ -315,7 +315,11 @@ def _read_tiff(path: Path, *, hdu, plane):
 def _read_picture(path: Path, *, hdu, plane):
     import imageio.v3 as iio
 
-    raw = np.asarray(iio.imread(path, index=0, plugin="pillow"))
+    # A CMYK JPEG decodes to four channels whose last is black, not alpha: converted
+    # to RGB, its picture is what was printed.
+    cmyk = iio.immeta(path, index=0, plugin="pillow").get("mode") == "CMYK"
+    raw = np.asarray(iio.imread(path, index=0, plugin="pillow",
+                                **({"mode": "RGB"} if cmyk else {})))
     _check_numeric(path, raw.dtype)
     file_shape = tuple(raw.shape)
     array, channel_axis, dropped = raw, None, False
