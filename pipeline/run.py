@@ -234,14 +234,18 @@ def _provenance(meta, params, preset_name, chunks, halo, version) -> dict[str, A
     return attrs
 
 
+def _fits_keyword(field: str) -> str:
+    """The FITS keyword that records a parameter field."""
+    return FITS_KEYWORDS.get(field, f"HIERARCH DESTAR {field.upper()}")
+
+
 def _fits_cards(params, preset_name, chunks, halo, version, meta) -> dict[str, Any]:
     cards: dict[str, Any] = {
         "DS_VERS": (version, "destar version"),
         "DS_PRST": (preset_name, "destar parameter preset"),
     }
     for field, value in params.in_use().items():
-        keyword = FITS_KEYWORDS.get(field, f"HIERARCH DESTAR {field.upper()}")
-        cards[keyword] = (value, _FIELD_COMMENTS.get(field, field))
+        cards[_fits_keyword(field)] = (value, _FIELD_COMMENTS.get(field, field))
     cards["DS_CHUNK"] = ("x".join(str(c) for c in chunks), "Dask tile size [px]")
     cards["DS_HALO"] = (int(halo), "tile halo [px]")
     cards["DS_INSHA"] = (meta.sha256, "")  # 64 hex digits leave no room for a comment
@@ -445,6 +449,7 @@ def remove_stars_file(
     from pipeline.io import store as store_module
     from pipeline.io.checkpoint import TileCheckpoint, ZarrCheckpoint, checkpoint_path
     from pipeline.tiling import default_halo, streams_tiles, tile_warning_filters
+    from pipeline.tiling.tiles import measures_noise
 
     input_path, output = Path(input_path), Path(output_path)
     if not isinstance(preset, str):
@@ -503,8 +508,8 @@ def remove_stars_file(
                 else name)
 
     # (The PSF measurement has no steps to count; the tiles come after it.)
-    bar = _progress_bar(progress, None if fitted else params.n_iter, label(0),
-                        progress_position)
+    steps = None if fitted else params.n_iter
+    bar = _progress_bar(progress, steps, label(0), progress_position)
 
     def on_progress(done):
         if bar is not None:
@@ -519,7 +524,7 @@ def remove_stars_file(
         starless_planes = []
         for index, array in enumerate(arrays):
             if index and bar is not None:
-                bar.reset(total=None if fitted else params.n_iter)
+                bar.reset(total=steps)
                 bar.set_description(label(index), refresh=False)
                 bar.unit = "it"
             # Everything but the tiles stays in this process, even with a cluster
@@ -549,12 +554,10 @@ def remove_stars_file(
             attrs = _provenance(meta, params, preset, chunks, tiled.halo, __version__)
             attrs["stars_inexact_pixels"] = inexact
             measured = {"bavg": tiled.scalars.bavg, "noise": tiled.scalars.noise}
-            if params.bavg is not None:
-                # Given, not measured (the reference preset's 46), and then the
-                # reference formulation measures no noise either.
+            if params.bavg is not None:  # given (the reference preset's 46)
                 del measured["bavg"]
-                if params.formulation == "reference":
-                    del measured["noise"]
+            if not measures_noise(params):
+                del measured["noise"]
             if not fitted:  # k normalises the diffusion's asymmetry only
                 measured["k"] = tiled.scalars.k
             attrs["measured"] = measured
@@ -690,9 +693,8 @@ def recorded_settings(output: Path, fmt: str) -> dict[str, Any] | None:
             return None
         recorded = {"preset": header["DS_PRST"]}
         for field in dataclasses.fields(DiffusionParameters):
-            keyword = FITS_KEYWORDS.get(field.name, f"HIERARCH DESTAR {field.name.upper()}")
-            if keyword in header:
-                recorded[field.name] = header[keyword]
+            if _fits_keyword(field.name) in header:
+                recorded[field.name] = header[_fits_keyword(field.name)]
         return recorded
     return None
 

@@ -116,11 +116,13 @@ def test_bad_dask_input():
     with pytest.raises(TypeError, match="halo"):
         remove_stars(np.zeros((8, 8)), halo=3)
     # The checks of a NumPy input, before any tile runs.
-    with pytest.raises(ValueError, match="no finite pixel"):
-        remove_stars(da.full((64, 64), np.nan, chunks=32), preset="paper", n_iter=5)
+    for options in ({"preset": "paper", "n_iter": 5}, {}):   # and the survey preset
+        with pytest.raises(ValueError, match="no finite pixel"):
+            remove_stars(da.full((64, 64), np.nan, chunks=32), **options)
     with pytest.raises(ValueError, match="too small"):
         remove_stars(da.ones((2, 2)), preset="paper", n_iter=5)
     with pytest.raises(ValueError, match="empty"):
         remove_stars(da.ones((0, 5)), preset="paper", n_iter=5)
-    with pytest.raises(TypeError, match="halo must be an integer"):
-        remove_stars(da.ones((64, 64), chunks=32), preset="paper", halo="x")
+    for preset in ("paper", "survey"):
+        with pytest.raises(TypeError, match="halo must be an integer"):
+            remove_stars(da.ones((64, 64), chunks=32), preset=preset, halo="x")

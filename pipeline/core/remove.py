@@ -22,7 +22,11 @@ from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
 from pipeline.core.stretch import check_knee, linearize, restretch
 
 __all__ = ["remove_stars_array", "diagnose", "validate_image", "validate_shape",
-           "validate_dtype", "prepare_plane", "frame_psf", "background_for"]
+           "validate_dtype", "prepare_plane", "frame_psf", "background_for",
+           "NO_FINITE_PIXEL"]
+
+#: What every input path says of an image without a finite pixel.
+NO_FINITE_PIXEL = "image has no finite pixel (all NaN or inf)"
 
 #: Smallest side the method's neighbourhoods make sense on.
 MIN_SIDE = 3
@@ -68,7 +72,7 @@ def validate_image(image, *, channel_axis: int | None = None) -> np.ndarray:
     else:
         validate_shape(array.shape)
     if array.dtype.kind == "f" and not np.isfinite(array).any():
-        raise ValueError("image has no finite pixel (all NaN or inf)")
+        raise ValueError(NO_FINITE_PIXEL)
     return array
 
 

@@ -32,7 +32,7 @@ import dask.array as da
 import numpy as np
 
 from pipeline.core.params import DiffusionParameters
-from pipeline.core.remove import frame_psf
+from pipeline.core.remove import NO_FINITE_PIXEL, frame_psf
 from pipeline.core.starfit import (
     defined_pixels,
     fit_and_subtract_stars,
@@ -40,6 +40,7 @@ from pipeline.core.starfit import (
     typical_level_step,
 )
 from pipeline.core.stretch import check_knee, linearize, restretch
+from pipeline.core.validation import count
 from pipeline.tiling.tiles import (
     FIT_HALO,
     TiledResult,
@@ -53,10 +54,13 @@ __all__ = ["fit_tile", "fit_tiles", "frame_saturation"]
 
 def frame_saturation(array: da.Array) -> float:
     """The saturation level of a whole Dask frame (as
-    :func:`pipeline.core.starfit.saturation_level` of the frame in memory)."""
+    :func:`pipeline.core.starfit.saturation_level` of the frame in memory);
+    ``ValueError`` if no pixel is finite."""
     finite = da.where(defined_pixels(array), array, np.nan)
     step = typical_level_step(array.shape)
     sample, largest = dask.compute(finite[::step, ::step], da.nanmax(finite))
+    if not np.isfinite(largest):
+        raise ValueError(NO_FINITE_PIXEL)
     return saturation_between(np.nanmedian(sample), largest)
 
 
@@ -110,16 +114,16 @@ def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None 
         raise ValueError(f"fit_tiles needs star_model='psf', got {params.star_model!r}")
     if array.ndim != 2:
         raise ValueError(f"expected a 2-D array, got shape {array.shape}")
-    halo = FIT_HALO if halo is None else int(halo)
-    if halo < 0:
-        raise ValueError(f"halo={halo} must be >= 0")
+    halo = FIT_HALO if halo is None else count(halo, "halo")
     knee = params.asinh_knee
     linear = array
     if knee is not None:
         check_knee(array, knee)
         linear = linearize(array, knee)
+    # (First: its pass over the frame finds a frame with no finite pixel.)
+    saturation = frame_saturation(linear)
     psf = frame_psf(linear, params)
     result = independent_tiles(array, halo=halo, kernel=fit_tile,
-                               args=(psf, frame_saturation(linear), halo, knee),
+                               args=(psf, saturation, halo, knee),
                                checkpoint=checkpoint)
     return result, psf

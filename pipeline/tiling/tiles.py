@@ -71,8 +71,9 @@ from pipeline.core.diffusion import (
     threshold_from,
 )
 from pipeline.core.params import DiffusionParameters
-from pipeline.core.remove import prepare_plane
+from pipeline.core.remove import NO_FINITE_PIXEL, prepare_plane
 from pipeline.core.sampling import threshold_blocks
+from pipeline.core.validation import count
 
 __all__ = [
     "FIT_HALO",
@@ -83,6 +84,7 @@ __all__ = [
     "default_halo",
     "frame_scalars",
     "lockstep_diffuse",
+    "measures_noise",
     "remove_stars_dask",
     "run_tiled",
     "sample_grid",
@@ -157,6 +159,12 @@ def _scale1_asymmetry(block: np.ndarray) -> np.ndarray:
     return asymmetry
 
 
+def measures_noise(params: DiffusionParameters) -> bool:
+    """Whether a diffusion run measures the frame's background and noise: all but the
+    reference formulation with a given ``bavg``, which needs neither."""
+    return not (params.bavg is not None and params.formulation == "reference")
+
+
 def frame_scalars(array: da.Array, params: DiffusionParameters) -> FrameScalars:
     """k, bavg and noise of a whole Dask frame, independently of its chunks.
 
@@ -164,19 +172,22 @@ def frame_scalars(array: da.Array, params: DiffusionParameters) -> FrameScalars:
     the value of its nearest finite pixel, at most one more pixel away: a 2-pixel
     overlap with no padding at the frame's edges gives every finite pixel its
     whole-frame value.  Masked pixels count as flat (as in the whole-frame run).
+    ``ValueError`` if no pixel is finite, found in the same pass over the frame.
     """
     a1 = array.map_overlap(_scale1_asymmetry, depth=2, boundary="none",
                            dtype=np.float64, meta=np.empty((0, 0)))
-    wanted = [a1.sum()]
-    measure = not (params.bavg is not None and params.formulation == "reference")
+    wanted = [da.isfinite(array).any(), a1.sum()]
+    measure = measures_noise(params)
     if measure:
         stride = background_stride(array.shape)
         wanted.append(array[::stride, ::stride])
     computed = dask.compute(*wanted)
-    k = 2.0 * float(computed[0]) / array.size
+    if not computed[0]:
+        raise ValueError(NO_FINITE_PIXEL)
+    k = 2.0 * float(computed[1]) / array.size
     if not measure:
         return FrameScalars(k=k, bavg=float(params.bavg), noise=0.0)
-    level, noise = estimate_background(np.asarray(computed[1], dtype=np.float64))
+    level, noise = estimate_background(np.asarray(computed[2], dtype=np.float64))
     if params.bavg is not None:
         level = params.bavg
     elif params.formulation == "reference" and not level > 0:
@@ -583,9 +594,7 @@ def _prepare(array, params, halo):
         raise ValueError(f"stop={params.stop!r}: tiled runs need a fixed n_iter "
                          "(stop='fixed'); run the whole frame as a NumPy array for "
                          "stop='auto'")
-    halo = default_halo(params) if halo is None else int(halo)
-    if halo < 0:
-        raise ValueError(f"halo={halo} must be >= 0")
+    halo = default_halo(params) if halo is None else count(halo, "halo")
     return halo, frame_scalars(array, params)
 
 
