@@ -50,12 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pipeline.core.diffusion import start_diffusion  # noqa: E402
 from pipeline.core.params import resolve_parameters  # noqa: E402
-from pipeline.core.remove import (  # noqa: E402
-    background_for,
-    diagnose,
-    prepare_plane,
-    validate_image,
-)
+from pipeline.core.remove import background_for, diagnose, prepare_plane  # noqa: E402
+from pipeline.core.validation import validate_image  # noqa: E402
 from pipeline.metrics import psnr  # noqa: E402
 from pipeline.synthetic import make_survey_frame, paper_synthetic  # noqa: E402
 from survey_frames import FRAME_SPECS, build_frame  # noqa: E402

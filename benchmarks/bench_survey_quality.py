@@ -117,7 +117,8 @@ def paper_n_scan(image, grid, preset="paper"):
     """
     from pipeline.core.diffusion import start_diffusion
     from pipeline.core.params import resolve_parameters
-    from pipeline.core.remove import background_for, prepare_plane, validate_image
+    from pipeline.core.remove import background_for, prepare_plane
+    from pipeline.core.validation import validate_image
 
     t0 = time.perf_counter()
     params = resolve_parameters(preset, n_iter=max(grid))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_parameters
-from pipeline.core.remove import remove_stars_array, validate_dtype, validate_shape
+from pipeline.core.remove import remove_stars_array
+from pipeline.core.validation import validate_dtype, validate_shape
 
 __all__ = ["remove_stars"]
 

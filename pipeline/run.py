@@ -363,7 +363,7 @@ def _tile_progress(bar):
 
     def finished(key, result, dsk, state, worker_id):
         name = key[0] if isinstance(key, tuple) else key
-        if str(name).startswith(STREAMED_TILE_TASK):
+        if STREAMED_TILE_TASK in str(name):   # (fused tasks carry it inside their name)
             bar.update(1)
 
     return Callback(posttask=finished)
@@ -444,7 +444,7 @@ def remove_stars_file(
     from pipeline import __version__
     from pipeline.cluster import connect
     from pipeline.core.params import resolve_parameters
-    from pipeline.core.remove import validate_image
+    from pipeline.core.validation import validate_image
     from pipeline.io import read_image, split_stars, write_image
     from pipeline.io import store as store_module
     from pipeline.io.checkpoint import TileCheckpoint, ZarrCheckpoint, checkpoint_path

@@ -3,6 +3,7 @@
 import dask.array as da
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from pipeline import PRESETS, diagnose, remove_stars
 from pipeline.core.params import SURVEY, DiffusionParameters
@@ -42,6 +43,22 @@ def test_survey_is_a_preset_of_the_one_parameter_class():
     assert SURVEY.star_model == "psf"
     with pytest.raises(ValueError, match="star_model"):
         DiffusionParameters(star_model="wavelet")
+
+
+def test_diffusion_parameters_of_the_psf_star_model_are_refused_not_ignored():
+    image = np.zeros((40, 40))
+    for options, named in [({"preset": "survey", "n_iter": 5}, "n_iter"),
+                           ({"preset": PRESETS["paper"].replace(star_model="psf", n_iter=3)},
+                            "n_iter"),
+                           ({"preset": PRESETS["reference"].replace(star_model="psf")},
+                            "bavg, formulation")]:
+        with pytest.raises(ValueError, match=f"^{named} tunes? only the diffusion"):
+            remove_stars(image, **options)
+    # The survey preset's own values of those fields are what it runs with.
+    small = make_survey_frame((128, 128), seed=3, n_stars=40, n_galaxies=1).image
+    equal = PRESETS["paper"].replace(star_model="psf")
+    np.testing.assert_array_equal(remove_stars(small, preset=equal),
+                                  remove_stars(small, preset="survey"))
 
 
 def test_psf_region_is_the_whole_small_frame_and_the_centre_of_a_large_one():
@@ -170,3 +187,13 @@ def test_run_tiled_rejects_a_lockstep_checkpoint(frame):
 
     with pytest.raises(ValueError, match="TileCheckpoint"):
         run_tiled(da.from_array(frame, chunks=384), SURVEY, checkpoint=Lockstep())
+
+
+@pytest.mark.parametrize("chunk, tiles", [(None, 1), (64, 4)])
+def test_progress_bar_counts_every_tile(tmp_path, capsys, chunk, tiles):
+    # (Dask fuses a lone tile's task into the array's, under another key name.)
+    path = tmp_path / "frame.fits"
+    fits.writeto(path, make_survey_frame((128, 128), seed=3, n_stars=40,
+                                         n_galaxies=1).image.astype(np.float32))
+    remove_stars_file(path, tmp_path / "out.fits", chunk=chunk)
+    assert f"{tiles}/{tiles}" in capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]

@@ -106,6 +106,12 @@ def test_no_star_and_bad_input():
         measure_psf(noise[None])
     with pytest.raises(ValueError, match="max_sources"):
         measure_psf(noise, max_sources=0)
+    with pytest.raises(TypeError, match="dtype bool"):
+        measure_psf(noise > 100)
+    with pytest.raises(ValueError, match="too small"):
+        measure_psf(noise[:1, :1])
+    with pytest.raises(ValueError, match="no finite pixel"):
+        measure_psf(np.full((64, 64), np.nan))
 
 
 def test_stretched_frame_whose_bright_stars_are_clipped_still_has_a_psf():

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from pipeline import remove_stars
 from pipeline.core.background import black_clipped
-from pipeline.core.psf import PSFShape, moffat_image
+from pipeline.core.psf import PSFShape, measure_psf, moffat_image
 from pipeline.core.starfit import _background_maps, _pixel_noise, fit_and_subtract_stars
 from pipeline.metrics import psnr, rmse, star_flux_left
 from pipeline.synthetic import make_survey_frame
@@ -217,6 +217,24 @@ def test_bad_input():
         fit_and_subtract_stars(np.ones((64, 64)) * 1j)
     with pytest.raises(ValueError, match="no bright"):
         fit_and_subtract_stars(np.random.default_rng(0).normal(0, 1, (128, 128)))
+    with pytest.raises(TypeError, match="dtype bool"):
+        fit_and_subtract_stars(np.ones((64, 64), bool))
+    with pytest.raises(ValueError, match="too small"):
+        fit_and_subtract_stars(np.ones((1, 1)))
+    with pytest.raises(ValueError, match="2-D"):
+        fit_and_subtract_stars(np.ones((64, 64, 3)))
+
+
+def test_masked_array_entries_are_masked_data():
+    image, _, _, _ = _scene(seed=3)
+    mask = np.zeros(image.shape, bool)
+    mask[40:50, 60:75] = True
+    masked = np.ma.masked_array(image, mask=mask)
+    holed = np.where(mask, np.nan, image)
+    assert measure_psf(masked) == measure_psf(holed)
+    fit = fit_and_subtract_stars(masked)
+    np.testing.assert_array_equal(fit.starless, fit_and_subtract_stars(holed).starless)
+    assert np.isnan(fit.starless[mask]).all()
 
 
 @pytest.mark.parametrize("angle", [20.0, 75.0])

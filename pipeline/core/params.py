@@ -269,7 +269,8 @@ def resolve_parameters(
     TypeError
         If an override names no parameter.
     ValueError
-        If an override tunes the diffusion of a PSF star model (which ignores it).
+        If a PSF star model is given a diffusion parameter (an override, or a field
+        of ``preset``) other than the ``survey`` preset's: it would be ignored.
     """
     if isinstance(preset, DiffusionParameters):
         base = preset
@@ -285,15 +286,18 @@ def resolve_parameters(
             f"preset must be a name or DiffusionParameters, got {type(preset).__name__}"
         )
     params = base.replace(**overrides) if overrides else base
-    unused = sorted(set(overrides) - _PSF_MODEL_FIELDS)
-    if params.star_model == "psf" and unused:
-        # Silently ignoring e.g. n_iter would run something else than the caller asked.
-        raise ValueError(
-            f"{', '.join(unused)} {'tunes' if len(unused) == 1 else 'tune'} only the "
-            "diffusion, which star_model='psf' "
-            f"(preset {preset if isinstance(preset, str) else 'given'!r}) does not run; "
-            "choose preset='paper' for the diffusion"
-        )
+    if params.star_model == "psf":
+        # Silently ignoring e.g. n_iter, given as an override or in a parameter
+        # object, would run something else than the caller asked.
+        unused = sorted(name for name in _FIELD_NAMES - _PSF_MODEL_FIELDS
+                        if getattr(params, name) != getattr(SURVEY, name))
+        if unused:
+            named = f"preset {preset!r}" if isinstance(preset, str) else "given"
+            raise ValueError(
+                f"{', '.join(unused)} {'tunes' if len(unused) == 1 else 'tune'} only "
+                f"the diffusion, which the PSF star model ({named}) does not run; "
+                "use the 'paper' preset for the diffusion"
+            )
     return params
 
 

@@ -28,7 +28,7 @@ from scipy.optimize import least_squares
 
 from pipeline.core.background import estimate_background, noiseless_regions
 from pipeline.core.peaks import local_maxima
-from pipeline.core.validation import count, real_image
+from pipeline.core.validation import count, validate_plane
 
 __all__ = ["PSFShape", "light_variance", "measure_psf", "moffat_alpha", "moffat_image",
            "weighted_median"]
@@ -225,9 +225,10 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
     Raises
     ------
     ValueError
-        If no source is bright, isolated and unsaturated enough to be fitted.
+        If no source is bright, isolated and unsaturated enough to be fitted, and as
+        :func:`pipeline.core.validation.validate_plane`.
     TypeError
-        For non-numeric input.
+        As :func:`pipeline.core.validation.validate_plane`.
 
     Notes
     -----
@@ -257,7 +258,7 @@ def measure_psf(image, *, max_sources=40) -> PSFShape:
        the photographic emulsion and application to photographic photometry",
        Astronomy and Astrophysics 3, 455-461, 1969.
     """
-    data = real_image(image, "image")
+    data = np.asarray(validate_plane(image), dtype=np.float64)
     max_sources = count(max_sources, "max_sources", minimum=1)
     # Regions without noise (a zero-filled border) are as masked as NaN pixels.
     finite = np.isfinite(data) & ~noiseless_regions(data)

@@ -7,7 +7,6 @@ fits (:mod:`pipeline.core.starfit`).
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -20,86 +19,10 @@ from pipeline.core.psf import measure_psf
 from pipeline.core.sampling import psf_region
 from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
 from pipeline.core.stretch import check_knee, linearize, restretch
+from pipeline.core.validation import validate_image
 
-__all__ = ["remove_stars_array", "diagnose", "validate_image", "validate_shape",
-           "validate_dtype", "prepare_plane", "frame_psf", "background_for",
-           "NO_FINITE_PIXEL"]
-
-#: What every input path says of an image without a finite pixel.
-NO_FINITE_PIXEL = "image has no finite pixel (all NaN or inf)"
-
-#: Smallest side the method's neighbourhoods make sense on.
-MIN_SIDE = 3
-
-
-def validate_dtype(dtype) -> None:
-    """Raise ``TypeError`` unless ``dtype`` holds real intensities."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "c":
-        raise TypeError("image is complex; star removal needs real-valued intensities")
-    if dtype.kind not in "uif":
-        raise TypeError(f"image has dtype {dtype}; expected integer or float pixels")
-
-
-def validate_image(image, *, channel_axis: int | None = None) -> np.ndarray:
-    """Check an input image up front and return it as an ndarray (never a copy).
-
-    Raises
-    ------
-    TypeError
-        For complex, boolean, object or string data, and a non-integer channel_axis.
-    ValueError
-        For a wrong number of dimensions, an empty or too small image, or one with no
-        finite pixel.
-    """
-    if np.ma.isMaskedArray(image):
-        # Masked entries are masked data, exactly as NaN pixels are.
-        image = image.astype(np.float64).filled(np.nan)
-    array = np.asarray(image)
-    validate_dtype(array.dtype)
-    if channel_axis is not None:
-        if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-            raise TypeError(f"channel_axis must be an integer, got {channel_axis!r}")
-        if array.ndim != 3:
-            raise ValueError(
-                f"channel_axis={channel_axis} needs a 3-D array, got {array.ndim}-D "
-                f"of shape {array.shape}"
-            )
-        if not -3 <= channel_axis < 3:
-            raise ValueError(f"channel_axis={channel_axis} is out of range for a 3-D array")
-        _check_size(array.shape,
-                    tuple(s for a, s in enumerate(array.shape) if a != channel_axis % 3))
-    else:
-        validate_shape(array.shape)
-    if array.dtype.kind == "f" and not np.isfinite(array).any():
-        raise ValueError(NO_FINITE_PIXEL)
-    return array
-
-
-def validate_shape(shape) -> None:
-    """The checks of :func:`validate_image` that need only the shape of a 2-D image
-    (a Dask array's, before any of its data is read): ``ValueError`` for a wrong
-    number of dimensions, an empty or a too small image."""
-    shape = tuple(shape)
-    if len(shape) == 3:
-        raise ValueError(
-            f"image is 3-D with shape {shape}; pass channel_axis= to process "
-            "each channel (e.g. channel_axis=-1 for RGB)"
-        )
-    if len(shape) != 2:
-        raise ValueError(f"image must be 2-D, got {len(shape)}-D with shape {shape}")
-    _check_size(shape, shape)
-
-
-def _check_size(shape, planes_shape) -> None:
-    if math.prod(shape) == 0:
-        raise ValueError(f"image is empty (shape {tuple(shape)})")
-    if min(planes_shape) < MIN_SIDE:
-        raise ValueError(
-            f"image of shape {tuple(planes_shape)} is too small; each side needs at "
-            f"least {MIN_SIDE} pixels"
-        )
-
+__all__ = ["remove_stars_array", "diagnose", "prepare_plane", "frame_psf",
+           "background_for"]
 
 def prepare_plane(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Return a float64 working copy with masked pixels filled, and the mask.

@@ -103,7 +103,7 @@ from pipeline.core.psf import (
     moffat_image,
     weighted_median,
 )
-from pipeline.core.validation import real_image, real_number
+from pipeline.core.validation import real_number, validate_plane
 
 __all__ = ["StarFit", "defined_pixels", "fit_and_subtract_stars", "saturation_between",
            "saturation_level", "typical_level_step"]
@@ -1725,9 +1725,10 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     Raises
     ------
     ValueError
-        If the PSF cannot be measured (no bright, isolated star), or for a bad shape.
+        If the PSF cannot be measured (no bright, isolated star), or as
+        :func:`pipeline.core.validation.validate_plane`.
     TypeError
-        For non-numeric input.
+        As :func:`pipeline.core.validation.validate_plane`.
 
     References
     ----------
@@ -1736,7 +1737,8 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     .. [2] A. Buades, B. Coll and J.-M. Morel, "A non-local algorithm for image
        denoising", CVPR 2005.
     """
-    data = real_image(image, "image", copy=True)
+    plane = validate_plane(image, all_masked=True)   # (a tile: it comes out as NaN)
+    data = plane.astype(np.float64)
     # Values whose squares overflow in the background statistics are masked, like
     # +-inf.
     finite = defined_pixels(data)
@@ -1751,7 +1753,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         saturation = real_number(saturation, "saturation")
     saturated = _saturated(data, finite, saturation, psf)
     noiseless &= ~saturated
-    rms_floor = noise_floor(image)
+    rms_floor = noise_floor(plane)
     background, rms = _background_maps(data, rms_floor, mask=~finite | noiseless)
     # A region of one value at or below the sky holds no light and no noise (a
     # mosaic's zero-filled border, a sky clipped at the black point): it is masked
@@ -1829,7 +1831,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
                 & ~ndimage.binary_dilation(fitter.clipped, iterations=reach))
         _average_under_bright_stars(starless, valid, model > STAR_NOISE_SNR * rms,
                                     psf.fwhm, noise=noisy, model=model, kept=kept)
-    original = np.asarray(image, dtype=np.float64)
+    original = np.asarray(plane, dtype=np.float64)
     starless[~valid] = original[~valid]
     stars = np.full(original.shape, np.nan)
     defined = np.isfinite(original)     # (pixels beyond OVERFLOW_LIMIT included)

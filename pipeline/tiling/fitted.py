@@ -32,7 +32,7 @@ import dask.array as da
 import numpy as np
 
 from pipeline.core.params import DiffusionParameters
-from pipeline.core.remove import NO_FINITE_PIXEL, frame_psf
+from pipeline.core.remove import frame_psf
 from pipeline.core.starfit import (
     defined_pixels,
     fit_and_subtract_stars,
@@ -40,7 +40,7 @@ from pipeline.core.starfit import (
     typical_level_step,
 )
 from pipeline.core.stretch import check_knee, linearize, restretch
-from pipeline.core.validation import count
+from pipeline.core.validation import NO_FINITE_PIXEL, count
 from pipeline.tiling.tiles import (
     FIT_HALO,
     TiledResult,

@@ -71,9 +71,9 @@ from pipeline.core.diffusion import (
     threshold_from,
 )
 from pipeline.core.params import DiffusionParameters
-from pipeline.core.remove import NO_FINITE_PIXEL, prepare_plane
+from pipeline.core.remove import prepare_plane
 from pipeline.core.sampling import threshold_blocks
-from pipeline.core.validation import count
+from pipeline.core.validation import NO_FINITE_PIXEL, count
 
 __all__ = [
     "FIT_HALO",
