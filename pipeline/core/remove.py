@@ -56,7 +56,7 @@ def background_for(plane: np.ndarray, params: DiffusionParameters) -> tuple[floa
     if params.formulation == "reference" and not level > 0:
         raise ValueError(
             f"the measured background is {level:.4g}, but the reference formulation "
-            "needs a positive bavg; use preset='paper' (formulation='finite')"
+            "needs a positive bavg; use the 'paper' preset"
         )
     return level, noise
 
@@ -86,7 +86,7 @@ def frame_psf(plane, params):
                                                        params.threshold_sample)]))
     except ValueError as exc:
         raise ValueError(f"{exc}: a PSF star model needs stars to measure the PSF on; "
-                         "preset='paper' (the paper's diffusion) needs none") from exc
+                         "the 'paper' preset (the paper's diffusion) needs none") from exc
 
 
 def _stop_reference(plane, params):
@@ -166,7 +166,7 @@ def diagnose(
     params = resolve_parameters(preset, **overrides)
     if params.star_model != "asymmetry":
         raise ValueError(f"diagnose shows the diffusion's maps; star_model="
-                         f"{params.star_model!r} has none (use preset='paper')")
+                         f"{params.star_model!r} has none (use the 'paper' preset)")
     array = validate_image(image)
     if isinstance(iterations, (str, bytes)) or not np.iterable(iterations) or not all(
             isinstance(t, numbers.Integral) and not isinstance(t, bool)

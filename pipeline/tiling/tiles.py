@@ -193,7 +193,7 @@ def frame_scalars(array: da.Array, params: DiffusionParameters) -> FrameScalars:
     elif params.formulation == "reference" and not level > 0:
         raise ValueError(
             f"the measured background is {level:.4g}, but the reference formulation "
-            "needs a positive bavg; use preset='paper'"
+            "needs a positive bavg; use the 'paper' preset"
         )
     return FrameScalars(k=k, bavg=float(level), noise=float(noise))
 
