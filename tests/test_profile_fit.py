@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
+from pipeline.core.profile_fit import (
+    N_PARAMS,
+    _evaluate,
+    _normal_equations,
+    fit_profile,
+    profile_model,
+)
 from pipeline.core.psf import PSFShape, moffat_alpha, moffat_image
 
 PSF = PSFShape(fwhm=3.1, beta=2.7, ellipticity=0.2, angle=0.7, n_stars=0)
@@ -90,3 +96,23 @@ def test_blended_pair_is_recovered_jointly():
     fitted, _ = fit_profile(start, free, np.full(9, -np.inf), np.full(9, np.inf),
                             x, y, px, py, data, np.ones_like(data), SHAPE, 200, 1e-14)
     np.testing.assert_allclose(fitted, truth, rtol=1e-5, atol=1e-6)
+
+
+
+def test_normal_equations_are_those_of_the_jacobian():
+    """The fit accumulates J^T J and J^T r pixel by pixel, without the Jacobian."""
+    x, y, px, py = _pixels()
+    params = np.array([300.0, 6.8, 7.2, 100.0, 8.3, 7.0, 2.0, 0.1, -0.05, 1.2])
+    free = np.array([0, 1, 2, 3, 4, 5, 9])
+    rng = np.random.default_rng(2)
+    weights, residuals = rng.uniform(0.5, 2.0, x.size), rng.normal(0.0, 1.0, x.size)
+    profiles = np.empty((x.size, 2))
+    _evaluate(params, x, y, px, py, SHAPE, profiles)
+    curvature, gradient = np.empty((free.size, free.size)), np.empty(free.size)
+    _normal_equations(params, free, x, y, px, py, weights, residuals, SHAPE, profiles,
+                      curvature, gradient)
+    jacobian = np.empty((x.size, params.size))
+    profile_model(params, x, y, px, py, SHAPE, jacobian)
+    weighted = jacobian[:, free] * weights[:, None]
+    np.testing.assert_allclose(curvature, weighted.T @ weighted, rtol=1e-12)
+    np.testing.assert_allclose(gradient, weighted.T @ residuals, rtol=1e-12, atol=1e-9)

@@ -42,40 +42,128 @@ def profile_model(params, x, y, plane_x, plane_y, shape, jacobian):
 
     ``shape`` is ``(cos angle, sin angle, alpha_major, alpha_minor, beta)``.
     """
-    cos, sin, alpha_major, alpha_minor, beta = shape
-    n_profiles = (params.size - 4) // 3
-    sky, slope_x, slope_y, width = params[-4], params[-3], params[-2], params[-1]
-    inv_major = 1.0 / (alpha_major * width) ** 2
-    inv_minor = 1.0 / (alpha_minor * width) ** 2
-    with_jacobian = jacobian.shape[0] == x.size
+    profiles = np.empty((x.size, (params.size - 4) // 3))
+    model = _evaluate(params, x, y, plane_x, plane_y, shape, profiles)
+    if jacobian.shape[0] == x.size:
+        for i in range(x.size):
+            _pixel_derivatives(params, x[i], y[i], plane_x[i], plane_y[i], shape,
+                               profiles[i], jacobian[i])
+    return model
+
+
+@njit(**_JIT)
+def _evaluate(params, x, y, plane_x, plane_y, shape, profiles):
+    """Model values at the pixels, each profile's value (without its amplitude) kept
+    in ``profiles`` (n, K): the derivatives need them, and the power is most of the
+    cost."""
+    beta = shape[4]
+    n_profiles = profiles.shape[1]
+    sky, slope_x, slope_y = params[-4], params[-3], params[-2]
+    inv_major, inv_minor = _inverse_widths(params, shape)
     model = np.empty(x.size)
     for i in range(x.size):
         value = sky + slope_x * plane_x[i] + slope_y * plane_y[i]
-        by_width = 0.0
         for k in range(n_profiles):
-            amplitude, x0, y0 = params[3 * k], params[3 * k + 1], params[3 * k + 2]
-            dx, dy = x[i] - x0, y[i] - y0
-            u = dx * cos + dy * sin
-            v = dy * cos - dx * sin
-            radius2 = u * u * inv_major + v * v * inv_minor
-            base = 1.0 + radius2
-            profile = base ** (-beta)
-            value += amplitude * profile
-            if with_jacobian:
-                # d model / d radius2, and radius2's derivatives by x0, y0 and width.
-                slope = -2.0 * amplitude * beta * profile / base
-                du, dv = u * inv_major, v * inv_minor
-                jacobian[i, 3 * k] = profile
-                jacobian[i, 3 * k + 1] = slope * (dv * sin - du * cos)
-                jacobian[i, 3 * k + 2] = -slope * (du * sin + dv * cos)
-                by_width -= slope * radius2 / width
+            _, _, radius2 = _offsets(params, k, x[i], y[i], shape, inv_major, inv_minor)
+            profiles[i, k] = (1.0 + radius2) ** (-beta)
+            value += params[3 * k] * profiles[i, k]
         model[i] = value
-        if with_jacobian:
-            jacobian[i, -4] = 1.0
-            jacobian[i, -3] = plane_x[i]
-            jacobian[i, -2] = plane_y[i]
-            jacobian[i, -1] = by_width
     return model
+
+
+@njit(inline="always", **_JIT)
+def _inverse_widths(params, shape):
+    width = params[-1]
+    return 1.0 / (shape[2] * width) ** 2, 1.0 / (shape[3] * width) ** 2
+
+
+@njit(inline="always", **_JIT)
+def _offsets(params, k, x, y, shape, inv_major, inv_minor):
+    """A pixel's offsets ``(u, v)`` from profile ``k``'s centre along the PSF's axes,
+    and its scaled squared radius."""
+    cos, sin = shape[0], shape[1]
+    dx, dy = x - params[3 * k + 1], y - params[3 * k + 2]
+    u = dx * cos + dy * sin
+    v = dy * cos - dx * sin
+    return u, v, u * u * inv_major + v * v * inv_minor
+
+
+@njit(inline="always", **_JIT)
+def _pixel_derivatives(params, x, y, plane_x, plane_y, shape, profiles, derivatives):
+    """Fill ``derivatives`` (params.size) of the model at one pixel, whose profile
+    values (:func:`_evaluate`) are ``profiles``."""
+    cos, sin, beta = shape[0], shape[1], shape[4]
+    width = params[-1]
+    inv_major, inv_minor = _inverse_widths(params, shape)
+    by_width = 0.0
+    for k in range(profiles.size):
+        u, v, radius2 = _offsets(params, k, x, y, shape, inv_major, inv_minor)
+        # d model / d radius2, and radius2's derivatives by x0, y0 and width.
+        slope = -2.0 * params[3 * k] * beta * profiles[k] / (1.0 + radius2)
+        du, dv = u * inv_major, v * inv_minor
+        derivatives[3 * k] = profiles[k]
+        derivatives[3 * k + 1] = slope * (dv * sin - du * cos)
+        derivatives[3 * k + 2] = -slope * (du * sin + dv * cos)
+        by_width -= slope * radius2 / width
+    derivatives[-4] = 1.0
+    derivatives[-3] = plane_x
+    derivatives[-2] = plane_y
+    derivatives[-1] = by_width
+
+
+@njit(**_JIT)
+def _normal_equations(params, free, x, y, plane_x, plane_y, weights, residuals, shape,
+                      profiles, curvature, gradient):
+    """Fill ``curvature`` (J^T J) and ``gradient`` (J^T r) of the weighted Jacobian
+    J of the ``free`` parameters, accumulated pixel by pixel (no Jacobian is
+    stored), from the profile values of :func:`_evaluate`."""
+    n_free = free.size
+    derivatives = np.empty(params.size)
+    weighted = np.empty(n_free)
+    curvature[:, :] = 0.0
+    gradient[:] = 0.0
+    for i in range(x.size):
+        _pixel_derivatives(params, x[i], y[i], plane_x[i], plane_y[i], shape,
+                           profiles[i], derivatives)
+        for a in range(n_free):
+            weighted[a] = derivatives[free[a]] * weights[i]
+        for a in range(n_free):
+            gradient[a] += weighted[a] * residuals[i]
+            for b in range(a + 1):
+                curvature[a, b] += weighted[a] * weighted[b]
+    for a in range(n_free):
+        for b in range(a):
+            curvature[b, a] = curvature[a, b]
+
+
+@njit(**_JIT)
+def _solve_positive_definite(matrix, rhs, out):
+    """Solve ``matrix @ out = rhs`` by Cholesky factorisation (``matrix``, symmetric,
+    is overwritten); ``False`` if it is not positive definite."""
+    n = rhs.size
+    for j in range(n):
+        pivot = matrix[j, j]
+        for k in range(j):
+            pivot -= matrix[j, k] * matrix[j, k]
+        if not pivot > 0.0:
+            return False
+        matrix[j, j] = np.sqrt(pivot)
+        for i in range(j + 1, n):
+            total = matrix[i, j]
+            for k in range(j):
+                total -= matrix[i, k] * matrix[j, k]
+            matrix[i, j] = total / matrix[j, j]
+    for i in range(n):              # L z = rhs
+        total = rhs[i]
+        for k in range(i):
+            total -= matrix[i, k] * out[k]
+        out[i] = total / matrix[i, i]
+    for i in range(n - 1, -1, -1):  # L^T out = z
+        total = out[i]
+        for k in range(i + 1, n):
+            total -= matrix[k, i] * out[k]
+        out[i] = total / matrix[i, i]
+    return True
 
 
 @njit(**_JIT)
@@ -93,45 +181,48 @@ def fit_profile(start, free, lower, upper, x, y, plane_x, plane_y, data, weights
     n_free = free.size
     for k in range(n_free):
         params[free[k]] = min(max(params[free[k]], lower[k]), upper[k])
-    no_jacobian = np.empty((0, params.size))
-    full_jacobian = np.empty((x.size, params.size))
-    residuals = (profile_model(params, x, y, plane_x, plane_y, shape, no_jacobian)
+    profiles = np.empty((x.size, (params.size - 4) // 3))
+    trial_profiles = np.empty_like(profiles)
+    residuals = (_evaluate(params, x, y, plane_x, plane_y, shape, profiles)
                  - data) * weights
     cost = residuals @ residuals
     damping = 1e-3
-    jacobian = np.empty((x.size, n_free))
+    curvature = np.empty((n_free, n_free))
+    gradient = np.empty(n_free)
+    damped = np.empty((n_free, n_free))
+    step = np.empty(n_free)
+    scale = np.empty(n_free)
     trial = params.copy()
     for _ in range(max_iterations):
-        profile_model(params, x, y, plane_x, plane_y, shape, full_jacobian)
-        for k in range(n_free):
-            jacobian[:, k] = full_jacobian[:, free[k]] * weights
-        gradient = jacobian.T @ residuals
-        curvature = jacobian.T @ jacobian
-        scale = np.empty(n_free)
+        _normal_equations(params, free, x, y, plane_x, plane_y, weights, residuals,
+                          shape, profiles, curvature, gradient)
+        downhill = -gradient
         floor = 1e-12 * max(curvature.max(), 1e-300)
         for k in range(n_free):
             scale[k] = max(curvature[k, k], floor)
         accepted = False
         while damping < 1e10:
-            damped = curvature.copy()
+            damped[:, :] = curvature
             for k in range(n_free):
                 damped[k, k] += damping * scale[k]
-            step = np.linalg.solve(damped, -gradient)
-            trial[:] = params
-            for k in range(n_free):
-                trial[free[k]] = min(max(params[free[k]] + step[k], lower[k]), upper[k])
-            trial_residuals = (profile_model(trial, x, y, plane_x, plane_y, shape,
-                                             no_jacobian) - data) * weights
-            trial_cost = trial_residuals @ trial_residuals
-            if trial_cost < cost:
-                accepted = True
-                break
+            if _solve_positive_definite(damped, downhill, step):
+                trial[:] = params
+                for k in range(n_free):
+                    trial[free[k]] = min(max(params[free[k]] + step[k], lower[k]),
+                                         upper[k])
+                trial_residuals = (_evaluate(trial, x, y, plane_x, plane_y, shape,
+                                             trial_profiles) - data) * weights
+                trial_cost = trial_residuals @ trial_residuals
+                if trial_cost < cost:
+                    accepted = True
+                    break
             damping *= 10.0
         if not accepted:
-            break       # no step lowers the cost: a minimum within the bounds
+            break       # no step lowers the cost: a minimum, or a bound that cut steps stall on
         improvement = cost - trial_cost
         params[:] = trial
         residuals, cost = trial_residuals, trial_cost
+        profiles, trial_profiles = trial_profiles, profiles
         damping = max(damping / 10.0, 1e-9)
         if improvement <= tolerance * cost:
             break
