@@ -207,7 +207,7 @@ def test_frame_without_a_star_to_measure_says_what_to_do(capsys, tmp_path):
     np.save(source, np.random.default_rng(0).normal(100.0, 5.0, (128, 128)))
     output = tmp_path / "out.fits"
     code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--quiet"])
-    assert_one_line_error(code, err, "no bright", "preset='paper'")
+    assert_one_line_error(code, err, "no bright", "the 'paper' preset")
     assert out == "" and not output.exists()
 
 
