@@ -90,6 +90,25 @@ def test_only_clipped_regions_count_as_black_clipped():
     assert not black_clipped(np.full((8, 8), np.nan)).any()
 
 
+def test_constant_regions_match_their_definition_on_random_small_images():
+    """Every pixel of a 3 x 3 square (mirrored at the edges) of one finite value,
+    checked square by square."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        shape = tuple(rng.integers(1, 10, 2))
+        image = rng.integers(0, 2, shape).astype(float)
+        image[rng.random(shape) < 0.05] = np.nan
+        image[rng.random(shape) < 0.03] = np.inf
+        mirrored = np.pad(image, 1, mode="symmetric")
+        expected = np.zeros(shape, bool)
+        for row, col in np.ndindex(shape):
+            square = mirrored[row:row + 3, col:col + 3]
+            if np.isfinite(square).all() and (square == square[0, 0]).all():
+                expected[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2] = True
+        np.testing.assert_array_equal(constant_regions(image),
+                                      expected & np.isfinite(image))
+
+
 def test_constant_regions_are_the_flat_squares_and_nothing_of_the_noise():
     rng = np.random.default_rng(2)
     image = rng.normal(0.0, 1.0, (64, 64))
