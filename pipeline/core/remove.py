@@ -24,6 +24,7 @@ from pipeline.core.validation import validate_image
 __all__ = ["remove_stars_array", "diagnose", "prepare_plane", "frame_psf",
            "background_for"]
 
+
 def prepare_plane(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Return a float64 working copy with masked pixels filled, and the mask.
 

@@ -14,6 +14,12 @@ import numpy as np
 __all__ = ["validate_image", "validate_plane", "validate_shape", "validate_dtype",
            "real_image", "real_number", "count", "NO_FINITE_PIXEL", "MIN_SIDE"]
 
+#: What every input path says of an image without a finite pixel.
+NO_FINITE_PIXEL = "image has no finite pixel (all NaN or inf)"
+
+#: Smallest side the method's neighbourhoods make sense on.
+MIN_SIDE = 3
+
 
 def real_image(image, name: str = "image", *, copy: bool = False) -> np.ndarray:
     """A 2-D real numeric array as float64 (a copy if ``copy`` or if it must convert)."""
@@ -50,13 +56,6 @@ def count(value, name: str, *, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
-
-
-#: What every input path says of an image without a finite pixel.
-NO_FINITE_PIXEL = "image has no finite pixel (all NaN or inf)"
-
-#: Smallest side the method's neighbourhoods make sense on.
-MIN_SIDE = 3
 
 
 def validate_dtype(dtype) -> None:
