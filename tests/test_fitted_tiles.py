@@ -121,6 +121,15 @@ def test_values_beyond_the_overflow_limit_are_no_saturation_level(frame):
     assert frame_saturation(da.from_array(huge, chunks=200)) == level
 
 
+def test_a_frame_beyond_the_overflow_limit_everywhere_says_so():
+    """Every pixel masked as beyond the limit: the error says why, whole or tiled
+    (it named the internal saturation level, 'nan')."""
+    image = np.random.default_rng(0).uniform(2e150, 3e150, (64, 64))
+    for given in (image, da.from_array(image, chunks=32)):
+        with pytest.raises(ValueError, match="no finite pixel of magnitude below 1e"):
+            np.asarray(remove_stars(given))
+
+
 def test_tile_kernel_alone_counts_the_stars_of_its_core(frame):
     core, ext = (256, 512, 256, 512), (160, 608, 160, 608)
     fitted, psf = fit_tiles(da.from_array(frame, chunks=256), SURVEY)

@@ -17,7 +17,12 @@ from pipeline.core.diffusion import DiffusionResult, diffuse
 from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_parameters
 from pipeline.core.psf import measure_psf
 from pipeline.core.sampling import psf_region
-from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
+from pipeline.core.starfit import (
+    NO_DEFINED_PIXEL,
+    defined_pixels,
+    fit_and_subtract_stars,
+    saturation_level,
+)
 from pipeline.core.stretch import check_knee, linearize, restretch
 from pipeline.core.validation import validate_image
 
@@ -111,12 +116,13 @@ def _starless_plane(plane, params) -> np.ndarray:
     if params.star_model != "psf":
         return _run_plane(plane, params, ()).image
     knee = params.asinh_knee
-    if knee is None:
-        return _psf_starless(plane, frame_psf(plane, params))
-    check_knee(plane, knee)
-    linear = linearize(plane, knee)
+    if knee is not None:
+        check_knee(plane, knee)
+    linear = plane if knee is None else linearize(plane, knee)
+    if not defined_pixels(linear).any():
+        raise ValueError(NO_DEFINED_PIXEL)
     starless = _psf_starless(linear, frame_psf(linear, params))
-    return restretch(starless, linear, plane, knee)
+    return starless if knee is None else restretch(starless, linear, plane, knee)
 
 
 def remove_stars_array(

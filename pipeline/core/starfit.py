@@ -106,7 +106,7 @@ from pipeline.core.psf import (
 from pipeline.core.validation import real_number, validate_plane
 
 __all__ = ["StarFit", "defined_pixels", "fit_and_subtract_stars", "saturation_between",
-           "saturation_level", "typical_level_step"]
+           "saturation_level", "typical_level_step", "NO_DEFINED_PIXEL"]
 
 #: Detection threshold, in units of the local noise.
 DETECTION_SIGMAS = 4.0
@@ -116,6 +116,9 @@ DEAD_SIGMAS = 20.0
 #: ... and so is one of this magnitude or more (the squares of the background
 #: statistics overflow).
 OVERFLOW_LIMIT = 1e150
+#: What the PSF star model says of a frame without a pixel it can use.
+NO_DEFINED_PIXEL = (f"image has no finite pixel of magnitude below {OVERFLOW_LIMIT:g} "
+                    "(the PSF star model masks NaN, inf and larger values)")
 #: Fainter stars are found in a last round by a PSF-matched filter, at this
 #: signal-to-noise ratio: a star of FWHM 3 px with a peak of 2 noise sigmas reaches
 #: about 4.5.  Stretched frames put much of their star flux in such stars.

@@ -34,13 +34,14 @@ import numpy as np
 from pipeline.core.params import DiffusionParameters
 from pipeline.core.remove import frame_psf
 from pipeline.core.starfit import (
+    NO_DEFINED_PIXEL,
     defined_pixels,
     fit_and_subtract_stars,
     saturation_between,
     typical_level_step,
 )
 from pipeline.core.stretch import check_knee, linearize, restretch
-from pipeline.core.validation import NO_FINITE_PIXEL, count
+from pipeline.core.validation import count
 from pipeline.tiling.tiles import (
     FIT_HALO,
     TiledResult,
@@ -55,12 +56,13 @@ __all__ = ["fit_tile", "fit_tiles", "frame_saturation"]
 def frame_saturation(array: da.Array) -> float:
     """The saturation level of a whole Dask frame (as
     :func:`pipeline.core.starfit.saturation_level` of the frame in memory);
-    ``ValueError`` if no pixel is finite."""
+    ``ValueError`` if no pixel is defined
+    (:func:`~pipeline.core.starfit.defined_pixels`)."""
     finite = da.where(defined_pixels(array), array, np.nan)
     step = typical_level_step(array.shape)
     sample, largest = dask.compute(finite[::step, ::step], da.nanmax(finite))
     if not np.isfinite(largest):
-        raise ValueError(NO_FINITE_PIXEL)
+        raise ValueError(NO_DEFINED_PIXEL)
     return saturation_between(np.nanmedian(sample), largest)
 
 
