@@ -17,12 +17,7 @@ from pipeline.core.diffusion import DiffusionResult, diffuse
 from pipeline.core.params import DEFAULT_PRESET, DiffusionParameters, resolve_parameters
 from pipeline.core.psf import measure_psf
 from pipeline.core.sampling import psf_region
-from pipeline.core.starfit import (
-    NO_DEFINED_PIXEL,
-    defined_pixels,
-    fit_and_subtract_stars,
-    saturation_level,
-)
+from pipeline.core.starfit import NO_DEFINED_PIXEL, fit_and_subtract_stars, saturation_level
 from pipeline.core.stretch import check_knee, linearize, restretch
 from pipeline.core.validation import validate_image
 
@@ -103,13 +98,18 @@ def _stop_reference(plane, params):
         psf = frame_psf(plane, params)
     except ValueError:
         return None
-    return _psf_starless(plane, psf)
-
-
-def _psf_starless(plane, psf) -> np.ndarray:
-    """The ``survey`` preset's starless plane: the stars fitted with ``psf``."""
     return fit_and_subtract_stars(plane, psf=psf,
-                                  saturation=saturation_level(plane)).starless
+                                  saturation=_saturation_of(plane)).starless
+
+
+def _saturation_of(plane) -> float:
+    """:func:`~pipeline.core.starfit.saturation_level` of a frame; ``ValueError`` if
+    it has no pixel that the PSF star model can use (as the tiled run's
+    :func:`pipeline.tiling.fitted.frame_saturation`)."""
+    level = saturation_level(plane)
+    if np.isnan(level):
+        raise ValueError(NO_DEFINED_PIXEL)
+    return level
 
 
 def _starless_plane(plane, params) -> np.ndarray:
@@ -119,9 +119,10 @@ def _starless_plane(plane, params) -> np.ndarray:
     if knee is not None:
         check_knee(plane, knee)
     linear = plane if knee is None else linearize(plane, knee)
-    if not defined_pixels(linear).any():
-        raise ValueError(NO_DEFINED_PIXEL)
-    starless = _psf_starless(linear, frame_psf(linear, params))
+    # (Before the PSF, as in the tiled run: a frame with no pixel to use says so.)
+    saturation = _saturation_of(linear)
+    starless = fit_and_subtract_stars(linear, psf=frame_psf(linear, params),
+                                      saturation=saturation).starless
     return starless if knee is None else restretch(starless, linear, plane, knee)
 
 

@@ -122,7 +122,7 @@ def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None 
     if knee is not None:
         check_knee(array, knee)
         linear = linearize(array, knee)
-    # (First: its pass over the frame finds a frame with no finite pixel.)
+    # (First: its pass over the frame finds a frame with no pixel to use.)
     saturation = frame_saturation(linear)
     psf = frame_psf(linear, params)
     result = independent_tiles(array, halo=halo, kernel=fit_tile,
