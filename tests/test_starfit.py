@@ -123,15 +123,13 @@ def test_layers_add_up_nan_stays_and_input_is_untouched():
     assert fit.n_stars >= 40
 
 
-
 def test_the_star_count_is_the_number_of_fitted_centres():
     """A source split into two stars counts two: ``n_stars`` was the number of
     sources judged stars, one fewer than ``centres`` on this frame."""
-    from pipeline.synthetic import make_survey_frame
-
     fit = fit_and_subtract_stars(make_survey_frame((256, 256), seed=0).image)
     assert fit.n_stars == len(fit.centres) == fit.centres.shape[0]
     assert fit.centres.shape == (fit.n_stars, 2)
+
 
 @pytest.mark.parametrize("sky", [0.0, 200.0])
 def test_a_zero_filled_border_is_masked_data(sky):
@@ -1300,8 +1298,8 @@ def test_the_halos_of_a_noisy_frame_reach_beyond_the_rings_its_stars_measure():
     """In noise of 40 DN the unclipped stars measure the frame's wing on one or two
     rings only, too few for a slope.  Cut there, the wing stopped the clipped stars'
     halos a few pixels out, and they left 1.3-6.1 sigma (RMS) 6-24 px around them;
-    carried on beyond them as a power law, it leaves 0.2-0.8 sigma.  The galaxy 18 px from the first
-    comes out within 0.48-0.52 sigma (RMS) of the truth, against 0.56-0.90 with the
+    carried on beyond them as a power law, it leaves 0.2-0.8 sigma.  The galaxy 18 px
+    from the first comes out within 0.48-0.52 sigma (RMS) of the truth, against 0.56-0.90 with the
     wing cut, though up to 16 % of its light now goes with the halo (the wing left
     up to 24 % more on it before)."""
     left, on_galaxy_error = [], []

@@ -218,7 +218,7 @@ def fit_profile(start, free, lower, upper, x, y, plane_x, plane_y, data, weights
                     break
             damping *= 10.0
         if not accepted:
-            break       # no step lowers the cost: a minimum, or a bound that cut steps stall on
+            break   # no step lowers the cost: a minimum, or cut steps stalled on a bound
         improvement = cost - trial_cost
         params[:] = trial
         residuals, cost = trial_residuals, trial_cost
