@@ -41,7 +41,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      closer than the PSF resolves, no dip between them), or three;
    - a source more elongated than the PSF (second-moment ellipticity in a one-FWHM
      Gaussian window, larger by 0.25), fainter than 50 sigma and whose light goes
-     on along its major axis on both sides, its own PSF taken off, is a piece of a
+     on along its major axis on both sides, its own PSF (or two, where two fit)
+     taken off, above the light across the axis (a nebula's), is a piece of a
      streak and stays (two stars side by side are as elongated, but end there);
    - saturated stars are fitted on their unclipped wings, together with the bright
      sources beside them, whose light is no part of the star (a clipped source whose
@@ -318,8 +319,9 @@ STREAK_ELONGATION = 0.25
 #: removal must not take for stars.
 STREAK_MAX_SNR = 50.0
 #: ... and whose light goes on along its major axis (to within 30 degrees) on both
-#: sides, from 1.5 to 3 FWHM from its centre, its own PSF taken off, above this many
-#: sigmas of the mean's noise: two stars side by side are as elongated as a streak.
+#: sides, from 1.5 to 3 FWHM from its centre, its own PSF (or a pair's) taken off,
+#: above the light across the axis by this many sigmas of the difference's noise:
+#: two stars side by side are as elongated as a streak.
 #: (On 48 benchmark frames the elongation test alone kept 118 sources of 6 to 50
 #: sigmas, of which 116 were stars, and 427 stars among 1075 fainter ones.)
 STREAK_REACH = (1.5, 3.0)
@@ -805,9 +807,14 @@ class _Fitter:
         faint = amplitude <= STREAK_MAX_SNR * local_noise
         if not saturated and faint:
             elongation, angle = self._elongation(cut, usable, amplitude, x0, y0)
-            if elongation > STREAK_ELONGATION and self._continues(
-                    window[0].start + y0, window[1].start + x0, angle, amplitude):
-                return False
+            # Two stars side by side are as elongated as a streak, and the one PSF
+            # fitted to them may leave light on both sides: where two PSFs fit, the
+            # light must go on beyond both.
+            if (elongation > STREAK_ELONGATION
+                    and self._continues(window, [(amplitude, x0, y0)], angle)):
+                pair = self._pair(model, usable, params, model.chi2(params, usable))
+                if pair is None or self._continues(window, pair, angle):
+                    return False
         if not saturated and not blend_leftover:
             if self._nucleus(row, col, window[0].start + y0, window[1].start + x0,
                              amplitude):
@@ -1110,19 +1117,24 @@ class _Fitter:
         data_ellipticity, angle = ellipticity(cut)
         return data_ellipticity - ellipticity(model)[0], angle
 
-    def _continues(self, y0, x0, angle, amplitude):
-        """Whether the light of an elongated source centred at ``(y0, x0)`` goes on
-        along its major axis ``angle`` (radians from the column axis), on both
-        sides, beyond its own PSF: a streak does, two stars side by side (as
-        elongated as a streak) do not.
+    def _continues(self, window, stars, angle):
+        """Whether the light of an elongated source, the ``stars`` fitted to it (rows
+        ``(amplitude, x, y)`` in ``window``'s pixels, one or two), goes on along its
+        major axis ``angle`` (radians from the column axis), on both sides, beyond
+        them: a streak does, two stars side by side (as elongated as a streak) do
+        not.
 
-        On each side, the mean of the light (the source's own PSF taken off) over a
-        band three pixels wide along the axis, from ``STREAK_REACH[0]`` to
-        ``STREAK_REACH[1]`` FWHM from the centre, must exceed ``STREAK_SIGMAS`` times
-        that mean's noise, for some direction within ``STREAK_ANGLE_TOLERANCE`` of
-        ``angle`` (the axis of a faint piece is known to about that).
+        On each side, the mean of the light (the stars' PSFs taken off) over a band
+        three pixels wide along the axis, from ``STREAK_REACH[0]`` to
+        ``STREAK_REACH[1]`` FWHM from the first star's centre, must exceed the light
+        across the axis (the median over the two bands at right angles, the stars
+        already fitted taken off too, if it is above the sky) by ``STREAK_SIGMAS``
+        times the difference's noise, for some direction within
+        ``STREAK_ANGLE_TOLERANCE`` of ``angle`` (the axis of a faint piece is known
+        to about that).
         """
         fwhm = self.psf.fwhm
+        y0, x0 = window[0].start + stars[0][2], window[1].start + stars[0][1]
         along = np.arange(STREAK_REACH[0] * fwhm, STREAK_REACH[1] * fwhm + 0.5)
         across = np.array([-1.0, 0.0, 1.0])
         box = self._window(int(round(y0)), int(round(x0)),
@@ -1131,26 +1143,58 @@ class _Fitter:
         shape = (box[0].stop - top, box[1].stop - left)
         # (Stars already fitted stay in: a piece of a streak taken for a star must
         # not cut the streak short for its neighbours.)
-        light = self.data[box] - moffat_image(shape, x0 - left, y0 - top, amplitude,
-                                              self.psf)
+        light = self.data[box].copy()
+        for amplitude, x, y in stars:
+            light -= moffat_image(shape, window[1].start + x - left,
+                                  window[0].start + y - top, amplitude, self.psf)
         noise = _median(self.rms[box])
         tolerance = math.radians(STREAK_ANGLE_TOLERANCE)
-        for direction in angle + np.linspace(-tolerance, tolerance, 13):
+
+        # (Across the axis, the stars already fitted are taken off too: their wings
+        # are no light of a nebula.)
+        cleaned = light - self.model[box]
+
+        def band(direction, side, light=light):
+            """The ``light`` over the band on one side of the centre along
+            ``direction``, ``None`` if that band lies beyond the frame's edge."""
             cos, sin = math.cos(direction), math.sin(direction)
-            sides = []
-            for side in (1.0, -1.0):
-                t = side * along[:, None]
-                rows = (y0 - top + t * sin + across[None, :] * cos).ravel()
-                cols = (x0 - left + t * cos - across[None, :] * sin).ravel()
-                inside = ((rows >= 0) & (rows <= shape[0] - 1)
-                          & (cols >= 0) & (cols <= shape[1] - 1))
-                if not inside.any():
-                    return True     # (the frame's edge: nothing to tell)
-                values = ndimage.map_coordinates(light, [rows[inside], cols[inside]],
-                                                 order=1)
-                # (About one independent value per pixel of the band.)
-                sides.append(values.mean() * math.sqrt(values.size) / noise)
-            if min(sides) > STREAK_SIGMAS:
+            t = side * along[:, None]
+            rows = (y0 - top + t * sin + across[None, :] * cos).ravel()
+            cols = (x0 - left + t * cos - across[None, :] * sin).ravel()
+            inside = ((rows >= 0) & (rows <= shape[0] - 1)
+                      & (cols >= 0) & (cols <= shape[1] - 1))
+            if not inside.any():
+                return None
+            return ndimage.map_coordinates(light, [rows[inside], cols[inside]], order=1)
+
+        def goes_on(sides, reference=0.0, reference_variance=0.0):
+            # (About one independent value per pixel of a band.)
+            return min((values.mean() - reference)
+                       / (noise * math.sqrt(1.0 / values.size + reference_variance))
+                       for values in sides) > STREAK_SIGMAS
+
+        for direction in angle + np.linspace(-tolerance, tolerance, 13):
+            sides = [band(direction, side) for side in (1.0, -1.0)]
+            if sides[0] is None or sides[1] is None:
+                return True     # (the frame's edge: nothing to tell)
+            # (Judged against the sky first: the light across the axis can only make
+            # the test stricter.)
+            if not goes_on(sides):
+                continue
+            # Light smooth on this scale (a nebula, a galaxy's disk) lies across the
+            # axis as much as along it: the sides are judged against the median of
+            # the bands across the axis at the same distances (a median, since a
+            # star may lie there), where that is above the sky.  (Below it, the sky
+            # map is off there, and the light is judged against the sky, as it was:
+            # measured against such a level, a pair of stars on a sky-subtracted
+            # frame was kept as a streak.)
+            crossing = [band(direction + math.pi / 2, side, cleaned)
+                        for side in (1.0, -1.0)]
+            crossing = np.concatenate([values for values in crossing
+                                       if values is not None] or [np.zeros(0)])
+            reference = float(np.median(crossing)) if crossing.size else 0.0
+            if reference <= 0 or goes_on(sides, reference,
+                                         MEDIAN_NOISE ** 2 / crossing.size):
                 return True
         return False
 
