@@ -248,21 +248,32 @@ def test_a_faint_streak_is_not_a_row_of_stars(angle):
     assert abs(star_flux_left(fit.starless, truth + layer, stars)) < 0.05
 
 
+#: Centres of a 4 x 4 grid over a 256 x 256 frame (x or y).
+_GRID = (30.0, 95.0, 160.0, 225.0)
+
+
+def _pairs_side_by_side(shape, rng, half_separation, amplitudes):
+    """``(centres, layer)``: around each point of the ``_GRID``, two PSF stars
+    ``2 * half_separation`` px apart at a random angle, with peaks drawn from
+    ``amplitudes`` (low, high)."""
+    centres = [(x, y) for x in _GRID for y in _GRID]
+    layer = np.zeros(shape)
+    for x, y in centres:
+        angle = rng.uniform(0, np.pi)
+        for offset in (-half_separation, half_separation):
+            layer += moffat_image(shape, x + offset * np.cos(angle),
+                                  y + offset * np.sin(angle), rng.uniform(*amplitudes), PSF)
+    return centres, layer
+
+
 def test_two_stars_side_by_side_are_no_piece_of_a_streak():
     """Pairs of stars of 10-50 noise sigmas 1.4 FWHM apart are as elongated as a
     streak (second moments), but their light does not go on beyond them along that
     axis: both stars go.  Kept as streak pieces before: 2 of the 16 pairs, 192 and 75
     ADU left (noise 5)."""
     image, truth, _, _ = _scene(seed=7)
-    rng = np.random.default_rng(2)
-    grid = (30.0, 95.0, 160.0, 225.0)
-    centres = [(x, y) for x in grid for y in grid]
-    pairs = np.zeros_like(image)
-    for x, y in centres:
-        angle = rng.uniform(0, np.pi)
-        for offset in (-2.25, 2.25):
-            pairs += moffat_image(image.shape, x + offset * np.cos(angle),
-                                  y + offset * np.sin(angle), rng.uniform(50, 250), PSF)
+    centres, pairs = _pairs_side_by_side(image.shape, np.random.default_rng(2), 2.25,
+                                         (50, 250))
     fit = fit_and_subtract_stars(image + pairs)
     for centre in centres:
         assert _worst_residual(fit, truth, centre) < 3 * 5.0, centre
@@ -286,15 +297,8 @@ def test_two_stars_side_by_side_on_a_nebula_are_no_piece_of_a_streak(seed):
     frame of the survey benchmark kept such a pair of 45 and 34 sigmas (its
     extended-source RMSE 0.68 sigma, 0.36 without it)."""
     rng = np.random.default_rng(seed)
-    grid = (30.0, 95.0, 160.0, 225.0)
-    centres = [(x, y) for x in grid for y in grid]
+    centres, pairs = _pairs_side_by_side((256, 256), rng, 2.0, (100, 250))
     truth = 200.0 + _nebula_blobs((256, 256), centres, 10.0, 20.0)
-    pairs = np.zeros_like(truth)
-    for x, y in centres:
-        angle = rng.uniform(0, np.pi)
-        for offset in (-2.0, 2.0):
-            pairs += moffat_image(truth.shape, x + offset * np.cos(angle),
-                                  y + offset * np.sin(angle), rng.uniform(100, 250), PSF)
     fit = fit_and_subtract_stars(truth + pairs + rng.normal(0, 5, truth.shape), psf=PSF)
     for centre in centres:
         assert _worst_residual(fit, truth, centre) < 3 * 5.0, centre
@@ -308,8 +312,7 @@ def test_a_faint_streak_across_nebulae_and_beside_bright_stars_stays():
     from pipeline.streaks import streak_amplitude_kept, streak_layer
 
     image, truth, stars, _ = _scene(seed=4)
-    grid = (30.0, 95.0, 160.0, 225.0)
-    nebula = _nebula_blobs(image.shape, [(x, y) for x in grid for y in grid], 10.0, 20.0)
+    nebula = _nebula_blobs(image.shape, [(x, y) for x in _GRID for y in _GRID], 10.0, 20.0)
     layer, mask, _ = streak_layer(image.shape, angle=130.0, amplitude=5 * 5.0, fwhm=3.0)
     fit = fit_and_subtract_stars(image + nebula + layer)
     assert streak_amplitude_kept(fit.starless, truth + nebula + layer, mask,
