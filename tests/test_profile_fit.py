@@ -98,7 +98,6 @@ def test_blended_pair_is_recovered_jointly():
     np.testing.assert_allclose(fitted, truth, rtol=1e-5, atol=1e-6)
 
 
-
 def test_normal_equations_are_those_of_the_jacobian():
     """The fit accumulates J^T J and J^T r pixel by pixel, without the Jacobian."""
     x, y, px, py = _pixels()

@@ -248,22 +248,21 @@ def test_a_faint_streak_is_not_a_row_of_stars(angle):
     assert abs(star_flux_left(fit.starless, truth + layer, stars)) < 0.05
 
 
-#: Centres of a 4 x 4 grid over a 256 x 256 frame (x or y).
-_GRID = (30.0, 95.0, 160.0, 225.0)
+#: A 4 x 4 grid of (x, y) over a 256 x 256 frame.
+_GRID = [(x, y) for x in (30.0, 95.0, 160.0, 225.0) for y in (30.0, 95.0, 160.0, 225.0)]
 
 
 def _pairs_side_by_side(shape, rng, half_separation, amplitudes):
-    """``(centres, layer)``: around each point of the ``_GRID``, two PSF stars
+    """Around each point of the ``_GRID``, two PSF stars
     ``2 * half_separation`` px apart at a random angle, with peaks drawn from
     ``amplitudes`` (low, high)."""
-    centres = [(x, y) for x in _GRID for y in _GRID]
     layer = np.zeros(shape)
-    for x, y in centres:
+    for x, y in _GRID:
         angle = rng.uniform(0, np.pi)
         for offset in (-half_separation, half_separation):
             layer += moffat_image(shape, x + offset * np.cos(angle),
                                   y + offset * np.sin(angle), rng.uniform(*amplitudes), PSF)
-    return centres, layer
+    return layer
 
 
 def test_two_stars_side_by_side_are_no_piece_of_a_streak():
@@ -272,10 +271,9 @@ def test_two_stars_side_by_side_are_no_piece_of_a_streak():
     axis: both stars go.  Kept as streak pieces before: 2 of the 16 pairs, 192 and 75
     ADU left (noise 5)."""
     image, truth, _, _ = _scene(seed=7)
-    centres, pairs = _pairs_side_by_side(image.shape, np.random.default_rng(2), 2.25,
-                                         (50, 250))
+    pairs = _pairs_side_by_side(image.shape, np.random.default_rng(2), 2.25, (50, 250))
     fit = fit_and_subtract_stars(image + pairs)
-    for centre in centres:
+    for centre in _GRID:
         assert _worst_residual(fit, truth, centre) < 3 * 5.0, centre
     assert abs(star_flux_left(fit.starless, truth, pairs)) < 0.03
 
@@ -297,10 +295,10 @@ def test_two_stars_side_by_side_on_a_nebula_are_no_piece_of_a_streak(seed):
     frame of the survey benchmark kept such a pair of 45 and 34 sigmas (its
     extended-source RMSE 0.68 sigma, 0.36 without it)."""
     rng = np.random.default_rng(seed)
-    centres, pairs = _pairs_side_by_side((256, 256), rng, 2.0, (100, 250))
-    truth = 200.0 + _nebula_blobs((256, 256), centres, 10.0, 20.0)
+    pairs = _pairs_side_by_side((256, 256), rng, 2.0, (100, 250))
+    truth = 200.0 + _nebula_blobs((256, 256), _GRID, 10.0, 20.0)
     fit = fit_and_subtract_stars(truth + pairs + rng.normal(0, 5, truth.shape), psf=PSF)
-    for centre in centres:
+    for centre in _GRID:
         assert _worst_residual(fit, truth, centre) < 3 * 5.0, centre
     assert abs(star_flux_left(fit.starless, truth, pairs)) < 0.03
 
@@ -312,7 +310,7 @@ def test_a_faint_streak_across_nebulae_and_beside_bright_stars_stays():
     from pipeline.streaks import streak_amplitude_kept, streak_layer
 
     image, truth, stars, _ = _scene(seed=4)
-    nebula = _nebula_blobs(image.shape, [(x, y) for x in _GRID for y in _GRID], 10.0, 20.0)
+    nebula = _nebula_blobs(image.shape, _GRID, 10.0, 20.0)
     layer, mask, _ = streak_layer(image.shape, angle=130.0, amplitude=5 * 5.0, fwhm=3.0)
     fit = fit_and_subtract_stars(image + nebula + layer)
     assert streak_amplitude_kept(fit.starless, truth + nebula + layer, mask,
@@ -1349,9 +1347,9 @@ def test_the_halos_of_a_noisy_frame_reach_beyond_the_rings_its_stars_measure():
     rings only, too few for a slope.  Cut there, the wing stopped the clipped stars'
     halos a few pixels out, and they left 1.3-6.1 sigma (RMS) 6-24 px around them;
     carried on beyond them as a power law, it leaves 0.2-0.8 sigma.  The galaxy 18 px
-    from the first comes out within 0.48-0.52 sigma (RMS) of the truth, against 0.56-0.90 with the
-    wing cut, though up to 16 % of its light now goes with the halo (the wing left
-    up to 24 % more on it before)."""
+    from the first comes out within 0.48-0.52 sigma (RMS) of the truth, against
+    0.56-0.90 with the wing cut, though up to 16 % of its light now goes with the halo
+    (the wing left up to 24 % more on it before)."""
     left, on_galaxy_error = [], []
     for seed in (3, 4, 5, 6):
         image, truth, centres, galaxy = _kolmogorov_scene(seed, noise=40.0)

@@ -1188,11 +1188,13 @@ class _Fitter:
             # map is off there, and the light is judged against the sky, as it was:
             # measured against such a level, a pair of stars on a sky-subtracted
             # frame was kept as a streak.)
-            crossing = [band(direction + math.pi / 2, side, cleaned)
-                        for side in (1.0, -1.0)]
-            crossing = np.concatenate([values for values in crossing
-                                       if values is not None] or [np.zeros(0)])
-            reference = float(np.median(crossing)) if crossing.size else 0.0
+            crossing = [values for values in (band(direction + math.pi / 2, side, cleaned)
+                                              for side in (1.0, -1.0))
+                        if values is not None]
+            if not crossing:
+                return True     # (nothing across the axis within the frame to tell)
+            crossing = np.concatenate(crossing)
+            reference = float(np.median(crossing))
             if reference <= 0 or goes_on(sides, reference,
                                          MEDIAN_NOISE ** 2 / crossing.size):
                 return True
