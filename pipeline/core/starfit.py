@@ -1575,10 +1575,11 @@ def _halo_profile(star_wing, inner, level, error, *, unbiased):
     from its last ring, as far as no ring's level lies more than ``HALO_SIGMAS`` of
     its noise below it: too faint there to stand out of any one ring, the wing
     covers ever more pixels (cut at the run's end, the halos of a Kolmogorov scene's
-    clipped stars left 0.69 sigma on average 24-48 px out).  Each level is the lowest of four quadrants' medians, which
-    lies ``LOWEST_OF_FOUR`` of their noise below the ring's light when the four see
-    the same wing; ``unbiased`` takes that bias off (the halos left 0.3-0.9 sigma
-    per pixel 3-20 px around the clipped stars of stretched Kolmogorov frames).
+    clipped stars left 0.69 sigma on average 24-48 px out).  Each level is the
+    lowest of four quadrants' medians, which lies ``LOWEST_OF_FOUR`` of their noise
+    below the ring's light when the four see the same wing; ``unbiased`` takes that
+    bias off (the halos left 0.3-0.9 sigma per pixel 3-20 px around the clipped
+    stars of stretched Kolmogorov frames).
     Around a star with a source left in place near it (a galaxy's nucleus), whose
     light may be in three quadrants of its rings, the levels are kept as measured:
     no galaxy is eaten into to take the last of a star's wing.
