@@ -1298,12 +1298,13 @@ def _kolmogorov_scene(seed, *, full_well=40000.0, sky=200.0, noise=5.0):
     return image, truth, centres, galaxy
 
 
-def _wing_rings(centre, galaxy):
-    """The pixels 6-24 px from a clipped star of :func:`_kolmogorov_scene` (its
-    wing beyond the clipped core) that the scene's galaxy leaves below 5 units."""
+def _wing_rings(centre, galaxy, reach=(6, 24)):
+    """The pixels ``reach`` (from, to) px from a clipped star of
+    :func:`_kolmogorov_scene` (by default its wing beyond the clipped core) that the
+    scene's galaxy leaves below 5 units."""
     yy, xx = np.mgrid[0:galaxy.shape[0], 0:galaxy.shape[1]]
     distance = np.hypot(yy - centre[0], xx - centre[1])
-    return (distance >= 6) & (distance < 24) & (galaxy < 5.0)
+    return (distance >= reach[0]) & (distance < reach[1]) & (galaxy < 5.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -1337,14 +1338,12 @@ def test_clipped_stars_take_their_whole_wing_with_their_halos():
     more pixels: cut there, the halos left 0.69 sigma on average 24-48 px out;
     carried on with the wing's shape, they leave 0.25 there, and 0.85 at 6-24 px."""
     near, far = [], []
-    yy, xx = np.mgrid[0:256, 0:256]
     for seed in range(6):
         image, truth, centres, galaxy = _kolmogorov_scene(seed)
         error = (remove_stars(image) - truth) / 5.0
         for centre in centres[1:]:
             near.append(np.mean(error[_wing_rings(centre, galaxy)]))
-            distance = np.hypot(yy - centre[0], xx - centre[1])
-            far.append(np.mean(error[(distance >= 24) & (distance < 48) & (galaxy < 5.0)]))
+            far.append(np.mean(error[_wing_rings(centre, galaxy, reach=(24, 48))]))
     assert np.mean(near) < 1.0, np.round(near, 2)
     assert np.mean(far) < 0.45, np.round(far, 2)
     assert np.min(far) > -0.5, np.round(far, 2)
