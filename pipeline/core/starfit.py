@@ -796,12 +796,13 @@ class _Fitter:
             amplitude, x0, y0 = params[:3]
         centre = self._nearest_pixel(window[0].start + y0, window[1].start + x0)
         if (partner is not None and self.left_in_place[centre]
-                and self.data[centre] > 2.0 * self.model[centre]):
+                and self.data[centre] - self.model[centre] > self.model[centre]):
             # The fit went over from the leftover of an unclipped star's fit to a peak
-            # judged no star before, which the stars' models do not outshine (a
-            # galaxy's nucleus beside the star): the light is that source's.  (A
-            # peak judged no star in a bright star's wing, which its model outshines,
-            # may be the wing's mismatch with the Moffat, and its light the star's.)
+            # judged no star before, which the stars' models do not outshine (as
+            # ``outshone`` judges): a galaxy's nucleus beside the star, whose light
+            # this is.  (A peak judged no star in a bright star's wing, which its
+            # model outshines, may be the wing's mismatch with the Moffat, and its
+            # light the star's.)
             return None
         if not saturated and self.clipped[centre]:
             # A peak on a clipped core's rim (what a saturated star's fit leaves
