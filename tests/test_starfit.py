@@ -637,8 +637,10 @@ def test_a_bright_star_beside_a_galaxy_centre_goes():
     assert star_flux_left(fit.starless, truth + galaxies, beside, threshold=5.0) < 0.05
 
 
-def _stars_beside_cusps(*, galaxy_amplitude, galaxy_peak_sigmas, star_peak):
-    """Stars of peak ``star_peak`` 4 px from the centres of unconvolved Sersic galaxies
+def _stars_beside_cusps(*, galaxy_amplitude, galaxy_peak_sigmas, star_peak,
+                        distance=4.0):
+    """Stars of peak ``star_peak`` ``distance`` px from the centres of unconvolved
+    Sersic galaxies
     (index 2.6, effective radius 15 px, centre pixel ``galaxy_peak_sigmas``) on
     ``_CLEAR``'s places, two draws of the stars' directions: for each of the twelve,
     ``(kept, star_left)``, the share of the galaxy's light within 2 px that the
@@ -653,7 +655,7 @@ def _stars_beside_cusps(*, galaxy_amplitude, galaxy_peak_sigmas, star_peak):
     assert galaxies.max() == pytest.approx(galaxy_peak_sigmas * 5.0, rel=0.02)
     outcomes = []
     for seed in (4, 5):
-        beside = _stars_beside(centres, 4.0, (star_peak, star_peak),
+        beside = _stars_beside(centres, distance, (star_peak, star_peak),
                                np.random.default_rng(seed))
         fit = fit_and_subtract_stars(image + galaxies + beside)
         for x, y in centres:
@@ -685,6 +687,23 @@ def test_a_bright_star_beside_a_cuspy_galaxy_centre_takes_only_itself():
     both = sum(kept < 0.3 for kept, _ in outcomes)
     assert only_the_star >= 7
     assert both <= 3
+
+
+def test_a_bright_star_two_pixels_from_a_cusp_goes_and_the_cusp_stays():
+    """Stars of 300 sigma 2 px from the cusps of unconvolved Sersic galaxies (the
+    centre pixel 142 sigma), twelve of them.  At 2 px there is no dip between the
+    two, and the cusp is no PSF, so no pair fits as the pair rule asks: the star went
+    as one PSF, and the cusp, left as its leftover, went with it (12 of 12; 14-19 %
+    of the galaxy's light within 2 px kept).  Two PSFs fitted beside each other, the
+    star nearer the peak at least twice as bright as the other and five times the
+    galaxy's light under it, the other judged a nucleus once the star is taken off,
+    now split them: the star goes and the cusp stays (8 of 12).  The rest still go
+    together."""
+    outcomes = _stars_beside_cusps(galaxy_amplitude=17.5, galaxy_peak_sigmas=142,
+                                   star_peak=1500.0, distance=2.0)
+    only_the_star = sum(0.8 < kept < 1.3 and abs(star_left) < 0.1
+                        for kept, star_left in outcomes)
+    assert only_the_star >= 7
 
 
 def test_a_partner_on_a_peak_judged_no_star_stays():

@@ -221,6 +221,16 @@ BESIDE_NUCLEUS_CHI2 = 5.0
 #: A source wider than the PSF is two stars if two PSFs fit it to within this
 #: chi-square per pixel and its light dips between them by ``PAIR_DIP`` noise sigmas.
 PAIR_MAX_CHI2 = 2.0
+#: A bright source that no pair fits as :meth:`_Fitter._pair` asks is a star beside
+#: a galaxy's nucleus if two PSFs, half a FWHM apart or more, fit it better than a
+#: wider profile, the one at its peak at least ``STAR_BESIDE_NUCLEUS_RATIO`` times as
+#: bright as the other and ``STAR_OVER_GALAXY`` times the galaxy's light under it (the
+#: plane), and the other a nucleus (:meth:`_Fitter._star_beside_nucleus`).  Where the
+#: galaxy's light is comparable, two PSFs can be carved out of its own core (random
+#: scene r53: a galaxy's core split into PSFs of 16 and 8 sigma on a plane of 7 sigma,
+#: -3.3 dB; r64: 11 and 4 sigma on 3 sigma, -0.24 dB).
+STAR_BESIDE_NUCLEUS_RATIO = 2.0
+STAR_OVER_GALAXY = 5.0
 #: A peak narrower than the PSF is fitted again with at most this many subtracted
 #: stars around it (within 2 FWHM), and a clipped star with at most this many
 #: sources beside it.
@@ -880,14 +890,22 @@ class _Fitter:
                     # two. The one away from this peak may instead be a galaxy's cusp,
                     # which a PSF fits as well as a star: it goes only if it fails
                     # the nucleus test judged at its own centre.
-                    return self._split_beside_nucleus(
-                        window, self._pair(model, usable, flat, window_chi2), row, col)
+                    stars = self._pair(model, usable, flat, window_chi2)
+                    if stars is None and bright:
+                        # (A bright star a pixel or two from a galaxy's cusp was kept
+                        # whole with the galaxy.)
+                        return self._star_beside_nucleus(model, usable, flat, window,
+                                                         row, col)
+                    return self._split_beside_nucleus(window, stars, row, col)
             # A bright star whose core one PSF fits badly may have a galaxy's nucleus
             # beside it, which that PSF takes in: two are fitted, and the nucleus stays.
             if bright and model.chi2(params, inner) > BESIDE_NUCLEUS_CHI2 * inner.sum():
                 stars = self._pair(model, usable, flat, model.chi2(params, usable))
                 if stars is not None:
                     return self._split_beside_nucleus(window, stars, row, col)
+                # (Taken as one, the star took the cusp beside it with it.)
+                if self._star_beside_nucleus(model, usable, flat, window, row, col):
+                    return True
         self._subtract(window, amplitude, x0, y0)
         return True
 
@@ -986,6 +1004,43 @@ class _Fitter:
             else:
                 self._subtract(window, amplitude, x, y)
         return True
+
+    def _star_beside_nucleus(self, model: _WindowModel, usable, single, window, row,
+                             col):
+        """For a bright source that no pair of stars fits as :meth:`_pair` asks (a
+        star a pixel or two from a galaxy's cusp: the cusp is no PSF, and at that
+        distance there is no dip between them): two PSFs on a free plane, taken if
+        they fit better than the wider profile on its plane and lie half a FWHM
+        apart or more, the one nearer the peak (row, col) is
+        ``STAR_BESIDE_NUCLEUS_RATIO`` times as bright as the other and
+        ``STAR_OVER_GALAXY`` times the plane, and the other, once the first is
+        subtracted, is a nucleus (:meth:`_nucleus`).  Then the first is
+        subtracted, the other marked left in place, and ``True`` returned; else
+        nothing changes and ``False``.  Two PSFs split an elongated galaxy's core
+        into two of about the same brightness, neither a nucleus, and can be carved
+        out of a galaxy's core whose light is comparable to theirs."""
+        fitted, chi2 = self._fit_pair(model, usable, single, plane=True)
+        if fitted is None or chi2 >= self._wide_fit(model, usable, single)[1]:
+            return False
+        stars = fitted[:6].reshape(2, 3)
+        if stars[:, 0].min() <= 0 or not self._inside(model, stars[:, 1], stars[:, 2]):
+            return False
+        top, left = window[0].start, window[1].start
+        distance = [math.hypot(y - (row - top), x - (col - left)) for _, x, y in stars]
+        here, other = stars[np.argsort(distance, kind="stable")]
+        apart = math.hypot(here[1] - other[1], here[2] - other[2])
+        if (here[0] < STAR_BESIDE_NUCLEUS_RATIO * other[0]
+                or here[0] < STAR_OVER_GALAXY * fitted[6]
+                or apart < 0.5 * self.psf.fwhm):
+            return False
+        self._subtract(window, *here)
+        pixel = self._nearest_pixel(top + other[2], left + other[1])
+        if self._nucleus(*pixel, top + other[2], left + other[1], other[0]):
+            self.left_in_place[pixel] = True
+            return True
+        stamp, light = self._star_stamp(*self.stars.pop())
+        self.model[stamp] -= light
+        return False
 
     @staticmethod
     def _clipped_galaxy(model: _WindowModel, usable, params, plateau):
@@ -1264,29 +1319,9 @@ class _Fitter:
         0.77 sigma).
         Returns the stars as rows ``(amplitude, x, y)``.
         """
-        # The single profile's centre lies between the two stars, and a fit from
-        # there may stop in a local minimum; a second one starts from the window's
-        # brightest pixel and its largest excess over a star there.
-        brightest = np.unravel_index(np.argmax(np.where(usable, model.cut, -np.inf)),
-                                     model.cut.shape)
-        free = range(9) if dip else range(6)
-        lower = np.array([0.0, -np.inf, -np.inf, 0.0, -np.inf, -np.inf,
-                          0.0, -np.inf, -np.inf])[:len(free)]
         if dip:
             wide_chi2 = min(wide_chi2, self._wide_fit(model, usable, single)[1])
-        fitted, chi2 = None, np.inf
-        for x0, y0 in ((single[1], single[2]), (brightest[1], brightest[0])):
-            first = single[0] * model.profile(x0, y0) + single[3]
-            excess = np.where(usable, model.cut - first, -np.inf)
-            row, col = np.unravel_index(np.argmax(excess), excess.shape)
-            if excess[row, col] <= 0:
-                continue
-            start = np.array([single[0], x0, y0, excess[row, col], col, row,
-                              *single[3:]])
-            trial, residuals = model.fit(start, usable, free, lower, np.inf)
-            trial_chi2 = model.chi2_of(residuals, usable)
-            if trial_chi2 < chi2:
-                fitted, chi2 = trial, trial_chi2
+        fitted, chi2 = self._fit_pair(model, usable, single, plane=dip)
         if fitted is None:
             return None
         xs, ys = fitted[[1, 4]], fitted[[2, 5]]
@@ -1302,6 +1337,34 @@ class _Fitter:
                                         order=1, mode="nearest")
         depth = (min(light[0], light[1]) - light[2]) * _median(model.weights)
         return fitted[:6].reshape(2, 3) if depth > PAIR_DIP else None
+
+    @staticmethod
+    def _fit_pair(model: _WindowModel, usable, single, *, plane):
+        """The best fit of two PSF stars (:meth:`_pair`), on a free plane if
+        ``plane`` (else on the pedestal of ``single``): ``(parameters, chi-square)``,
+        or ``(None, inf)`` if the data nowhere exceed the single star."""
+        # The single profile's centre lies between the two stars, and a fit from
+        # there may stop in a local minimum; a second one starts from the window's
+        # brightest pixel and its largest excess over a star there.
+        brightest = np.unravel_index(np.argmax(np.where(usable, model.cut, -np.inf)),
+                                     model.cut.shape)
+        free = range(9) if plane else range(6)
+        lower = np.array([0.0, -np.inf, -np.inf, 0.0, -np.inf, -np.inf,
+                          0.0, -np.inf, -np.inf])[:len(free)]
+        fitted, chi2 = None, np.inf
+        for x0, y0 in ((single[1], single[2]), (brightest[1], brightest[0])):
+            first = single[0] * model.profile(x0, y0) + single[3]
+            excess = np.where(usable, model.cut - first, -np.inf)
+            row, col = np.unravel_index(np.argmax(excess), excess.shape)
+            if excess[row, col] <= 0:
+                continue
+            start = np.array([single[0], x0, y0, excess[row, col], col, row,
+                              *single[3:]])
+            trial, residuals = model.fit(start, usable, free, lower, np.inf)
+            trial_chi2 = model.chi2_of(residuals, usable)
+            if trial_chi2 < chi2:
+                fitted, chi2 = trial, trial_chi2
+        return fitted, chi2
 
     @staticmethod
     def _inside(model: _WindowModel, xs, ys):
