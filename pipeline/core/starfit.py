@@ -992,8 +992,7 @@ class _Fitter:
         if stars is None:
             return False
         top, left = window[0].start, window[1].start
-        distance = [math.hypot(y - (row - top), x - (col - left)) for _, x, y in stars]
-        here, *others = stars[np.argsort(distance, kind="stable")]
+        here, *others = self._nearest_first(window, stars, row, col)
         self._subtract(window, *here)
         for amplitude, x, y in others:
             centre_row, centre_col = top + y, left + x
@@ -1004,6 +1003,14 @@ class _Fitter:
             else:
                 self._subtract(window, amplitude, x, y)
         return True
+
+    @staticmethod
+    def _nearest_first(window, stars, row, col):
+        """``stars`` (rows ``(amplitude, x, y)`` in ``window``) in order of their
+        distance to the peak (row, col), the nearest first."""
+        top, left = window[0].start, window[1].start
+        distance = [math.hypot(y - (row - top), x - (col - left)) for _, x, y in stars]
+        return stars[np.argsort(distance, kind="stable")]
 
     def _star_beside_nucleus(self, model: _WindowModel, usable, single, window, row,
                              col):
@@ -1026,8 +1033,7 @@ class _Fitter:
         if stars[:, 0].min() <= 0 or not self._inside(model, stars[:, 1], stars[:, 2]):
             return False
         top, left = window[0].start, window[1].start
-        distance = [math.hypot(y - (row - top), x - (col - left)) for _, x, y in stars]
-        here, other = stars[np.argsort(distance, kind="stable")]
+        here, other = self._nearest_first(window, stars, row, col)
         apart = math.hypot(here[1] - other[1], here[2] - other[2])
         if (here[0] < STAR_BESIDE_NUCLEUS_RATIO * other[0]
                 or here[0] < STAR_OVER_GALAXY * fitted[6]
