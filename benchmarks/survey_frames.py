@@ -31,6 +31,10 @@ benchmark's JSON) and built by :func:`build_frame`:
     point 3 noise sigma below the sky, mean sky at 46, then rounded to integers like an
     8-bit image).
 
+The detector's part (photon noise, saturation, the scales, the catalogue) is
+:func:`observe`, which ``galsim_frames.py`` shares for frames whose stars and galaxies
+GalSim draws.
+
 The effective noise ``sigma`` of a frame (:attr:`Frame.sigma`) is the noise at the
 mean sky, ``sqrt(read**2 + sky/gain)`` in linear units, times the first-order slope of
 the stretch for a stretched frame.  Every "in units of sigma" number of the benchmark
@@ -51,7 +55,8 @@ from scipy.signal import fftconvolve
 from pipeline.synthetic import make_survey_frame, power_law
 
 __all__ = ["FrameSpec", "Frame", "FRAME_SPECS", "QUICK_SPECS", "build_frame",
-           "frame_set", "STAR_DTYPE"]
+           "frame_set", "STAR_DTYPE", "linear_sigma", "package_layers", "random_streams",
+           "draw_stars", "observe"]
 
 # The package's stretch: asinh with a = 0.1, mean sky at 46/255, black point 3 sigma
 # below the sky (pipeline/synthetic.py).  Repeated here because the package applies it
@@ -302,45 +307,79 @@ def _psf_kernel(spec: FrameSpec) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- builder
-def build_frame(spec: FrameSpec) -> Frame:
-    """Build one frame, deterministically from ``spec`` (its seed included)."""
-    h, w = spec.shape
-    sigma_lin = math.sqrt(spec.read_noise**2 + max(spec.sky, 0.0) / spec.gain)
-    # Package layers: sky + gradient, faint galaxies, nebula, streak, read noise.
-    base = make_survey_frame(
-        (h, w), seed=spec.seed, n_stars=0, sky=spec.sky, sky_gradient=spec.sky_gradient,
-        noise_sigma=spec.read_noise, poisson_gain=None, fwhm=spec.fwhm,
-        n_galaxies=spec.n_galaxies,
+def linear_sigma(spec: FrameSpec) -> float:
+    """The effective noise at the mean sky in linear ADU, ``sqrt(read**2 + sky/gain)``."""
+    return math.sqrt(spec.read_noise**2 + max(spec.sky, 0.0) / spec.gain)
+
+
+def package_layers(spec: FrameSpec, n_galaxies: int):
+    """The package's layers of a frame: sky + gradient, ``n_galaxies`` faint galaxies,
+    nebula, streak and read noise (:func:`pipeline.synthetic.make_survey_frame` with no
+    star, in linear units, unsaturated)."""
+    sigma_lin = linear_sigma(spec)
+    return make_survey_frame(
+        spec.shape, seed=spec.seed, n_stars=0, sky=spec.sky,
+        sky_gradient=spec.sky_gradient, noise_sigma=spec.read_noise, poisson_gain=None,
+        fwhm=spec.fwhm, n_galaxies=n_galaxies,
         nebula=spec.nebula_sigmas * sigma_lin if spec.nebula_sigmas > 0 else False,
         streak=spec.streak_sigmas * sigma_lin if spec.streak_sigmas > 0 else None,
         streak_fwhm=spec.streak_fwhm, scale="linear", saturate=None,
     )
+
+
+def random_streams(spec: FrameSpec):
+    """This module's own random streams for the galaxies, the stars and the photon noise,
+    independent of the package's."""
+    return tuple(np.random.default_rng(s) for s in
+                 np.random.SeedSequence([spec.seed, 7]).spawn(3))
+
+
+def draw_stars(spec: FrameSpec, rng: np.random.Generator):
+    """The stars' centres (column x, row y, uniform over the frame) and their power-law
+    total fluxes."""
+    h, w = spec.shape
+    sx = rng.uniform(-0.5, w - 0.5, spec.n_stars)
+    sy = rng.uniform(-0.5, h - 0.5, spec.n_stars)
+    flux = power_law(rng, spec.n_stars, *spec.flux_range, spec.flux_slope)
+    return sx, sy, flux
+
+
+def observe(spec: FrameSpec, base, galaxies, sx, sy, flux, stars_lin, peak,
+            rng_phot) -> Frame:
+    """The frame seen through the detector, from its linear layers.
+
+    Parameters
+    ----------
+    spec : FrameSpec
+        The frame's settings (noise, full well, scale).
+    base : pipeline.synthetic.SurveyFrame
+        The package's layers (:func:`package_layers`): its truth, read noise and streak
+        mask.
+    galaxies : ndarray
+        The builder's own galaxies, linear ADU, added to the package's truth.
+    sx, sy, flux : ndarray
+        The stars' centres and total fluxes (:func:`draw_stars`).
+    stars_lin, peak : ndarray
+        The stars' linear layer and each star's central peak.
+    rng_phot : numpy.random.Generator
+        The photon noise's stream.
+
+    Returns
+    -------
+    Frame
+        Photon noise of the whole scene on top of the read noise, the full well, then
+        the frame's scale; the truth, the observable star layer, the extended mask and
+        the catalogue in the same units.
+    """
+    h, w = spec.shape
+    sigma_lin = linear_sigma(spec)
     read_noise = base.image - base.truth
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     gy, gx = spec.sky_gradient
     sky_model = spec.sky + gy * (yy - (h - 1) / 2.0) + gx * (xx - (w - 1) / 2.0)
-
-    # This module's own random streams, independent of the package's.
-    rng_gal, rng_stars, rng_phot = (np.random.default_rng(s) for s in
-                                    np.random.SeedSequence([spec.seed, 7]).spawn(3))
-    bright = np.zeros((h, w))
-    for _ in range(spec.n_bright_galaxies):
-        bright += Sersic2D(
-            amplitude=rng_gal.uniform(1.5, 6.0) * sigma_lin,
-            r_eff=rng_gal.uniform(6.0, 30.0), n=rng_gal.uniform(0.6, 3.0),
-            x_0=rng_gal.uniform(0.1, 0.9) * w, y_0=rng_gal.uniform(0.1, 0.9) * h,
-            ellip=rng_gal.uniform(0.0, 0.7), theta=rng_gal.uniform(0.0, math.pi),
-        )(xx, yy)
-    if spec.convolve_galaxies:
-        bright = fftconvolve(bright, _psf_kernel(spec), mode="same")
-    truth_lin = base.truth + bright
+    truth_lin = base.truth + galaxies
     extended = truth_lin - sky_model
     extended_mask = extended > sigma_lin
-
-    sx = rng_stars.uniform(-0.5, w - 0.5, spec.n_stars)
-    sy = rng_stars.uniform(-0.5, h - 0.5, spec.n_stars)
-    flux = power_law(rng_stars, spec.n_stars, *spec.flux_range, spec.flux_slope)
-    stars_lin, peak = _render_stars(spec, (h, w), sx, sy, flux)
 
     clean = truth_lin + stars_lin
     photons = rng_phot.poisson(np.clip(clean, 0.0, None) * spec.gain)
@@ -395,6 +434,27 @@ def build_frame(spec: FrameSpec) -> Frame:
                  extended_mask=extended_mask, streak_mask=base.streak_mask,
                  catalogue=cat, sigma=float(sigma), sigma_linear=float(sigma_lin),
                  info=info)
+
+def build_frame(spec: FrameSpec) -> Frame:
+    """Build one frame, deterministically from ``spec`` (its seed included)."""
+    h, w = spec.shape
+    sigma_lin = linear_sigma(spec)
+    base = package_layers(spec, n_galaxies=spec.n_galaxies)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rng_gal, rng_stars, rng_phot = random_streams(spec)
+    bright = np.zeros((h, w))
+    for _ in range(spec.n_bright_galaxies):
+        bright += Sersic2D(
+            amplitude=rng_gal.uniform(1.5, 6.0) * sigma_lin,
+            r_eff=rng_gal.uniform(6.0, 30.0), n=rng_gal.uniform(0.6, 3.0),
+            x_0=rng_gal.uniform(0.1, 0.9) * w, y_0=rng_gal.uniform(0.1, 0.9) * h,
+            ellip=rng_gal.uniform(0.0, 0.7), theta=rng_gal.uniform(0.0, math.pi),
+        )(xx, yy)
+    if spec.convolve_galaxies:
+        bright = fftconvolve(bright, _psf_kernel(spec), mode="same")
+    sx, sy, flux = draw_stars(spec, rng_stars)
+    stars_lin, peak = _render_stars(spec, (h, w), sx, sy, flux)
+    return observe(spec, base, bright, sx, sy, flux, stars_lin, peak, rng_phot)
 
 
 def frame_set(quick: bool = False) -> list[Frame]:
