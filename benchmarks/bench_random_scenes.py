@@ -102,12 +102,13 @@ def starless_of(frame, asinh_knee=None):
     return remove_stars(frame.image, asinh_knee=asinh_knee)
 
 
-def score(spec, asinh_knee=None):
-    """One frame's row of the report (see :func:`starless_of` for ``asinh_knee``)."""
+def score(spec, asinh_knee=None, builder=build_frame):
+    """One frame's row of the report (see :func:`starless_of` for ``asinh_knee``), the
+    frame built from ``spec`` by ``builder``."""
     warnings.simplefilter("ignore")
     from pipeline.metrics import extended_rmse, psnr, ssim, star_flux_left
 
-    frame = build_frame(spec)
+    frame = builder(spec)
     start = time.perf_counter()
     starless = starless_of(frame, asinh_knee)
     seconds = time.perf_counter() - start
