@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_galsim.py --psf kolmogorov     # Kolmogorov stars
     .venv/bin/python benchmarks/bench_galsim.py --frames 48 --workers 2
     .venv/bin/python benchmarks/bench_galsim.py --check              # the frames' checks
+    .venv/bin/python benchmarks/bench_galsim.py --project-frames     # project's frames
 
 An independent check of ``bench_random_scenes.py``: every other benchmark frame comes
 from the project's own generator, so a flaw it shares with the method would go unseen.
@@ -16,13 +17,17 @@ scales as in the project's frames.  Scored and reported as ``bench_random_scenes
 does, against the same targets: the star flux left (<= 10 %) and the RMSE over the
 extended sources in noise sigmas (<= 0.7), with PSNR and SSIM.
 
+``--project-frames`` scores the same specs built by the project's own generator
+(:func:`survey_frames.build_frame`, bright galaxies convolved with the PSF), so that a
+difference in the scores is the generators'.
+
 ``--check`` checks the frames instead of scoring the method: on the first two frames
 drawn in linear units, the noise (image - truth - stars) has mean 0 and standard
 deviation 1 in units of its expected sigma where unsaturated, and sigma at the sky; a
 star drawn at (x, y) has its centroid at column x, row y and its major axis at the
 PSF's position angle, and is close to the project's star of the same settings; and the
-drawn flux of the unsaturated stars whose stamps the
-frame's edge does not cut is the catalogue's within 1 %.
+drawn flux of the unsaturated stars whose stamps the frame's edge does not cut is the
+catalogue's within 1 %.
 
 GalSim is an optional dependency: ``pip install -e ".[bench]"``.
 """
@@ -46,7 +51,7 @@ except ImportError as error:        # galsim missing: say so in one line
     sys.exit('bench_galsim.py needs GalSim: pip install -e ".[bench]"')
 
 from bench_random_scenes import draw_specs, report, score
-from survey_frames import _render_stars, linear_sigma
+from survey_frames import _render_stars, build_frame, linear_sigma
 
 SPEC_SEED = 2026
 FRAME_SEED_OFFSET = 100000
@@ -170,15 +175,20 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes")
     parser.add_argument("--psf", choices=("moffat", "kolmogorov"), default="moffat",
                         help="the stars' PSF (kolmogorov: wings as r^-11/3)")
+    parser.add_argument("--project-frames", action="store_true",
+                        help="the same specs built by the project's generator instead")
     parser.add_argument("--check", action="store_true",
                         help="check the first two frames instead of scoring the method")
     args = parser.parse_args(argv)
     specs = galsim_specs(args.frames, args.psf)
     if args.check:
         return check(specs[:2])
+    builder = galsim_frames.build_galsim_frame
+    if args.project_frames:
+        specs = [dataclasses.replace(spec, convolve_galaxies=True) for spec in specs]
+        builder = build_frame
     with Pool(args.workers) as pool:
-        rows = pool.map(functools.partial(score, builder=galsim_frames.build_galsim_frame),
-                        specs, chunksize=1)
+        rows = pool.map(functools.partial(score, builder=builder), specs, chunksize=1)
     report(rows)
     return 0
 
