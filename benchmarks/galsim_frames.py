@@ -104,6 +104,22 @@ def stamp_radii(psf, flux, wing_limit):
     a star of flux ``F`` gets the smallest half-size beyond which ``F`` times the
     PSF stays below ``wing_limit`` and inside which all but ``STAMP_FLUX_MISSED`` of
     its flux lies.
+
+    Parameters
+    ----------
+    psf : galsim.GSObject
+        The stars' PSF of unit flux (:func:`galsim_psf`).
+    flux : ndarray
+        The stars' total fluxes.
+    wing_limit : float
+        The level the wings must fall below, in the fluxes' units.
+
+    Returns
+    -------
+    radii : ndarray of int
+        Half-sizes, 2 to ``MAX_STAMP_RADIUS``.
+    unit_peak : float
+        The unit PSF's value at the pixel it is centred on.
     """
     r = MAX_STAMP_RADIUS
     unit = _frame_image((2 * r + 1, 2 * r + 1))
