@@ -570,19 +570,20 @@ def _below_its_psf(data, finite, row, col, psf: PSFShape):
 
 def _mesh_maps(image, mask):
     """Sigma-clipped median and RMS of ``_BOX`` meshes, filtered over 3 x 3 of them
-    and interpolated (photutils ``Background2D``); ``ValueError`` if every mesh is
-    mostly masked."""
+    (photutils ``Background2D``); ``ValueError`` if every mesh is mostly masked.
+    Its ``background`` and ``background_rms`` are interpolated to full size on each
+    access, the costliest step, so each caller takes only the maps it uses."""
     with silenced():
-        maps = Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
+        return Background2D(image, _BOX, filter_size=3, sigma_clip=SigmaClip(3.0),
                             bkg_estimator=MedianBackground(),
                             bkg_rms_estimator=StdBackgroundRMS(), mask=mask,
                             exclude_percentile=60)
-    return maps.background, maps.background_rms
 
 
 def _background_maps(image, floor, mask=None):
     try:
-        background, rms = _mesh_maps(image, mask)
+        maps = _mesh_maps(image, mask)
+        background, rms = maps.background, maps.background_rms
     except ValueError:  # every mesh mostly masked: flat maps of what is left
         left = None if mask is None or mask.all() else mask
         _, level, noise = sigma_clipped_stats(image, mask=left, sigma=3.0, maxiters=10)
@@ -610,7 +611,7 @@ def _pixel_noise(image, mask, background, rms, floor):
     unusable = mask.copy()
     unusable[:, :-1] |= mask[:, 1:]
     try:
-        _, step_rms = _mesh_maps(step, unusable)
+        step_rms = _mesh_maps(step, unusable).background_rms
     except ValueError:
         return rms
     dark = (background <= np.median(background)) & (step_rms > 0)
