@@ -342,10 +342,12 @@ LEFTOVER_FRACTION = 0.5
 #: whose cores touch make one region, and the second, started from the whole region's
 #: centre, was fitted beside the first and stayed (a saturated star of 3e6 ADU 7 px
 #: from one of 1e7, up to 440 sigma, on a GalSim benchmark frame; the second start
-#: fits it 11 times better).  Nearer than that, what a fitted clipped star's model
-#: leaves of its own core is the mismatch of a core that is no Moffat, or, on a
-#: stretched frame, of a stretched one: kept whenever it fitted better at all, such
-#: fits ate a galaxy beside a clipped star (random scene r66-stretched, -0.46 dB).
+#: fits it 11 times better).  A smaller gain is no second star: what a fitted clipped
+#: star's model leaves of its own core is the mismatch of a core that is no Moffat
+#: (or, on a stretched frame, of a stretched one), and kept whenever it fitted better
+#: at all, such fits ate a clipped galaxy core beside two clipped stars (random scene
+#: r66-stretched, -0.46 dB).  It is tried only where the first start fits: started
+#: where nothing fitted, it carved a star out of such a core too.
 CLIPPED_LEFT_OVER_GAIN = 1.5
 #: Star models never take a pixel further than this many noise sigma below the
 #: background map: a scene has no light below its sky, so anything deeper is the
@@ -822,7 +824,8 @@ class _Fitter:
             left_over = light & (cut > 0)
             if left_over.any():
                 other = self._fit_from(model, usable, ndimage.center_of_mass(left_over))
-                if other is not None and (CLIPPED_LEFT_OVER_GAIN * model.chi2(other, usable)
+                if other is not None and (CLIPPED_LEFT_OVER_GAIN
+                                          * model.chi2(other, usable)
                                           < model.chi2(params, usable)):
                     params, light = other, left_over
         if params is None:
