@@ -435,6 +435,7 @@ def observe(spec: FrameSpec, base, galaxies, sx, sy, flux, stars_lin, peak,
                  catalogue=cat, sigma=float(sigma), sigma_linear=float(sigma_lin),
                  info=info)
 
+
 def build_frame(spec: FrameSpec) -> Frame:
     """Build one frame, deterministically from ``spec`` (its seed included)."""
     h, w = spec.shape

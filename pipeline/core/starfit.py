@@ -955,11 +955,7 @@ class _Fitter:
         everything but the width, kept if the centre moves by less than 2 px in each
         axis (else the linear fit); ``None`` if the amplitude is not positive."""
         y0, x0 = start
-        weights = model.weights[usable]
-        profile = model.profile(x0, y0)[usable]
-        design = np.column_stack([profile, np.ones_like(profile), model.plane_x[usable],
-                                  model.plane_y[usable]]) * weights[:, None]
-        plane, *_ = np.linalg.lstsq(design, model.cut[usable] * weights, rcond=None)
+        plane = _Fitter._linear_fit(model, usable, [(x0, y0)])
         if plane[0] <= 0:
             return None
         # The plane is light of the scene, so not below the sky at the centre: a
