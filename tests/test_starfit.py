@@ -363,18 +363,23 @@ def _pairs_on_the_scene(image, seed, separation, ratio, companions=1):
     return stars, centres
 
 
+def _worst_near(starless, truth, centres, radius, noise=5.0):
+    """The largest ``|starless - truth|`` within ``radius`` px of each of ``centres``
+    (x, y), in units of ``noise``."""
+    rows, cols = np.indices(truth.shape)
+    return [np.abs(starless - truth)[(cols - x) ** 2 + (rows - y) ** 2 <= radius ** 2]
+            .max() / noise for x, y in centres]
+
+
 def _worst_left_by_pairs(seeds, separation, ratio, companions=1):
     """The largest error (in noise sigmas) within ``separation`` + 4 px of each
     group's first star, over the groups of ``seeds`` (:func:`_pairs_on_the_scene`)."""
     image, truth, _, _ = _scene(seed=0)
-    yy, xx = np.mgrid[0:256, 0:256]
     worst = []
     for seed in seeds:
         stars, centres = _pairs_on_the_scene(image, seed, separation, ratio, companions)
         fit = fit_and_subtract_stars(image + stars)
-        for x, y in centres:
-            near = (xx - x) ** 2 + (yy - y) ** 2 <= (separation + 4.0) ** 2
-            worst.append(np.abs(fit.starless[near] - truth[near]).max() / 5.0)
+        worst += _worst_near(fit.starless, truth, centres, separation + 4.0)
     return np.array(worst)
 
 
@@ -437,14 +442,6 @@ def _clipped_with_companions(shape, rng, brightness, distance, companion):
         stars += moffat_image(shape, x, y, companion(rng), PSF)
         companions.append((x, y))
     return stars, companions
-
-
-def _worst_near(starless, truth, centres, radius, noise=5.0):
-    """The largest ``|starless - truth|`` within ``radius`` px of each of ``centres``
-    (x, y), in units of ``noise``."""
-    rows, cols = np.indices(truth.shape)
-    return [np.abs(starless - truth)[(cols - x) ** 2 + (rows - y) ** 2 <= radius ** 2]
-            .max() / noise for x, y in centres]
 
 
 def test_companions_of_clipped_stars_go():
