@@ -51,7 +51,7 @@ except ImportError as error:        # galsim missing: say so in one line
     sys.exit('bench_galsim.py needs GalSim: pip install -e ".[bench]"')
 
 from bench_random_scenes import draw_specs, report, score
-from survey_frames import _render_stars, build_frame, linear_sigma
+from survey_frames import build_frame, linear_sigma, render_stars
 
 SPEC_SEED = 2026
 FRAME_SEED_OFFSET = 100000
@@ -102,8 +102,8 @@ def check_star_shape(spec) -> list[str]:
     square = dataclasses.replace(spec, shape=(size, size))
     layer, peak, _ = galsim_frames.render_galsim_stars(square, x, y, np.array([1.0]),
                                                        wing_limit=1e-12)
-    project_layer, project_peak = _render_stars(square, square.shape, x, y,
-                                                np.array([1.0]))
+    project_layer, project_peak = render_stars(square, square.shape, x, y,
+                                               np.array([1.0]))
     difference = np.abs(layer - project_layer).sum()
     rows, cols = np.mgrid[0:size, 0:size]
     total = layer.sum()

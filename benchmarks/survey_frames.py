@@ -56,7 +56,7 @@ from pipeline.synthetic import make_survey_frame, power_law
 
 __all__ = ["FrameSpec", "Frame", "FRAME_SPECS", "QUICK_SPECS", "build_frame",
            "frame_set", "STAR_DTYPE", "linear_sigma", "package_layers", "random_streams",
-           "draw_stars", "observe"]
+           "draw_stars", "render_stars", "observe"]
 
 # The package's stretch: asinh with a = 0.1, mean sky at 46/255, black point 3 sigma
 # below the sky (pipeline/synthetic.py).  Repeated here because the package applies it
@@ -276,7 +276,7 @@ def render_elliptical_kolmogorov(shape, x, y, flux, *, fwhm, ellipticity, theta,
     return layer, flux * peak.sum()
 
 
-def _render_stars(spec: FrameSpec, shape, x, y, flux):
+def render_stars(spec: FrameSpec, shape, x, y, flux):
     """The stars' layer and central peaks, with the PSF that ``spec`` names."""
     if spec.psf == "kolmogorov":
         return render_elliptical_kolmogorov(shape, x, y, flux, fwhm=spec.fwhm,
@@ -301,7 +301,7 @@ def _stretch_params(sky, sigma):
 def _psf_kernel(spec: FrameSpec) -> np.ndarray:
     """The stars' PSF on a stamp holding all but 0.1 % of its flux, summing to 1."""
     stamp = 2 * 60 + 1
-    kernel, _ = _render_stars(spec, (stamp, stamp), np.array([60.0]), np.array([60.0]),
+    kernel, _ = render_stars(spec, (stamp, stamp), np.array([60.0]), np.array([60.0]),
                               np.array([1.0]))
     return kernel / kernel.sum()
 
@@ -374,9 +374,11 @@ def observe(spec: FrameSpec, base, galaxies, sx, sy, flux, stars_lin, peak,
     h, w = spec.shape
     sigma_lin = linear_sigma(spec)
     read_noise = base.image - base.truth
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    # (A plane: a column of rows and a row of columns broadcast to the frame.)
+    rows, cols = np.ogrid[0:h, 0:w]
     gy, gx = spec.sky_gradient
-    sky_model = spec.sky + gy * (yy - (h - 1) / 2.0) + gx * (xx - (w - 1) / 2.0)
+    sky_model = (spec.sky + gy * (rows.astype(np.float64) - (h - 1) / 2.0)
+                 + gx * (cols.astype(np.float64) - (w - 1) / 2.0))
     truth_lin = base.truth + galaxies
     extended = truth_lin - sky_model
     extended_mask = extended > sigma_lin
@@ -454,7 +456,7 @@ def build_frame(spec: FrameSpec) -> Frame:
     if spec.convolve_galaxies:
         bright = fftconvolve(bright, _psf_kernel(spec), mode="same")
     sx, sy, flux = draw_stars(spec, rng_stars)
-    stars_lin, peak = _render_stars(spec, (h, w), sx, sy, flux)
+    stars_lin, peak = render_stars(spec, (h, w), sx, sy, flux)
     return observe(spec, base, bright, sx, sy, flux, stars_lin, peak, rng_phot)
 
 

@@ -91,6 +91,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from astropy.stats import SigmaClip, sigma_clipped_stats
@@ -725,6 +726,16 @@ class _WindowModel:
                            self.shape, _LM_ITERATIONS, _LM_TOLERANCE)
 
 
+class _TwoOnAPlane(NamedTuple):
+    """Two PSF stars fitted on a free plane (``fitted``, parameters as
+    :meth:`_Fitter._fit_pair` gives them, or ``None``; ``chi2``), and the chi-square
+    of the profile of the best width on a free plane (``wide_chi2``), over the same
+    window pixels."""
+    fitted: np.ndarray | None
+    chi2: float
+    wide_chi2: float
+
+
 class _Fitter:
     """Fits and subtracts one source at a time from a running model."""
 
@@ -885,9 +896,11 @@ class _Fitter:
                                                   * weights[usable])
                                        / (profile @ profile)), 1e-9),
                              x0, y0, pedestal, 0.0, 0.0, 1.0])
+            # (The PSF on its plane over the core: judged against wider profiles below.)
+            on_plane_chi2 = model.chi2(params, inner)
             plane_width, plane_chi2 = self._wider(model, inner, params)
-            if plane_width < CUSP_WIDTH and self._core_mismatch(model, inner, params) \
-                    > CUSP_MIN_MISMATCH:
+            if plane_width < CUSP_WIDTH and self._core_mismatch(
+                    model, inner, params, on_plane_chi2) > CUSP_MIN_MISMATCH:
                 # ... or what the fits of stars beside it left of a companion, whose
                 # light their planes and a leftover fit took in part ...
                 if self._refit_with_neighbours(row, col):
@@ -902,7 +915,6 @@ class _Fitter:
                 core_width, core_chi2 = self._wider(model, inner, flat, plane=False)
                 # ... unless the PSF on its plane fits the core well, and better than
                 # the wider profile: a star in front of a galaxy's smooth inner light.
-                on_plane_chi2 = model.chi2(params, inner)
                 # A core of a dozen pixels may not tell, when the wider profile fits
                 # it no better by more than the noise gives (ON_PLANE_CHI2_GAIN, as
                 # the other way round): then the same test over the whole window,
@@ -920,21 +932,23 @@ class _Fitter:
                     # two. The one away from this peak may instead be a galaxy's cusp,
                     # which a PSF fits as well as a star: it goes only if it fails
                     # the nucleus test judged at its own centre.
-                    stars = self._pair(model, usable, flat, window_chi2)
+                    two = self._two_on_a_plane(model, usable, flat)
+                    stars = self._pair(model, usable, flat, window_chi2, on_a_plane=two)
                     if stars is None and bright:
                         # (A bright star a pixel or two from a galaxy's cusp was kept
                         # whole with the galaxy.)
-                        return self._star_beside_nucleus(model, usable, flat, window,
-                                                         row, col)
+                        return self._star_beside_nucleus(model, two, window, row, col)
                     return self._split_beside_nucleus(window, stars, row, col)
             # A bright star whose core one PSF fits badly may have a galaxy's nucleus
             # beside it, which that PSF takes in: two are fitted, and the nucleus stays.
-            if bright and model.chi2(params, inner) > BESIDE_NUCLEUS_CHI2 * inner.sum():
-                stars = self._pair(model, usable, flat, model.chi2(params, usable))
+            if bright and on_plane_chi2 > BESIDE_NUCLEUS_CHI2 * inner.sum():
+                two = self._two_on_a_plane(model, usable, flat)
+                stars = self._pair(model, usable, flat, model.chi2(params, usable),
+                                   on_a_plane=two)
                 if stars is not None:
                     return self._split_beside_nucleus(window, stars, row, col)
                 # (Taken as one, the star took the cusp beside it with it.)
-                if self._star_beside_nucleus(model, usable, flat, window, row, col):
+                if self._star_beside_nucleus(model, two, window, row, col):
                     return True
                 # No profile of any width fits its core either, and its window is
                 # wider than the PSF: a galaxy's core of its own shape (a Sersic
@@ -1004,12 +1018,11 @@ class _Fitter:
         return np.array([*best[:3], *best[-4:-1], 1.0])
 
     @staticmethod
-    def _core_mismatch(model: _WindowModel, inner, params, chi2=None):
-        """RMS of the PSF fit's residuals over the core ``inner`` (or of another
-        fit's, of chi-square ``chi2`` there), as a fraction of the PSF's fitted peak
-        (in units of the sky's noise), the residuals in units of the whole noise."""
-        if chi2 is None:
-            chi2 = model.chi2(params, inner)
+    def _core_mismatch(model: _WindowModel, inner, params, chi2):
+        """RMS of the residuals of a fit of chi-square ``chi2`` over the core
+        ``inner`` (the PSF's of ``params``, or another's), as a fraction of the PSF's
+        fitted peak (in units of the sky's noise), the residuals in units of the whole
+        noise."""
         peak = params[0] * _median(model.weights[inner])
         return math.sqrt(chi2 / inner.sum()) / peak
 
@@ -1072,11 +1085,12 @@ class _Fitter:
         distance = [math.hypot(y - (row - top), x - (col - left)) for _, x, y in stars]
         return stars[np.argsort(distance, kind="stable")]
 
-    def _star_beside_nucleus(self, model: _WindowModel, usable, single, window, row,
-                             col):
+    def _star_beside_nucleus(self, model: _WindowModel, two: _TwoOnAPlane, window,
+                             row, col):
         """For a bright source that no pair of stars fits as :meth:`_pair` asks (a
         star a pixel or two from a galaxy's cusp: the cusp is no PSF, and at that
-        distance there is no dip between them): two PSFs on a free plane, taken if
+        distance there is no dip between them): the two PSFs on a free plane of
+        ``two`` (:meth:`_two_on_a_plane`, the fits that :meth:`_pair` judged), taken if
         they fit better than the wider profile on its plane and lie half a FWHM
         apart or more, the one nearer the peak (row, col) is
         ``STAR_BESIDE_NUCLEUS_RATIO`` times as bright as the other and
@@ -1086,8 +1100,8 @@ class _Fitter:
         nothing changes and ``False``.  Two PSFs split an elongated galaxy's core
         into two of about the same brightness, neither a nucleus, and can be carved
         out of a galaxy's core whose light is comparable to theirs."""
-        fitted, chi2 = self._fit_pair(model, usable, single, plane=True)
-        if fitted is None or chi2 >= self._wide_fit(model, usable, single)[1]:
+        fitted = two.fitted
+        if fitted is None or two.chi2 >= two.wide_chi2:
             return False
         stars = fitted[:6].reshape(2, 3)
         if stars[:, 0].min() <= 0 or not self._inside(model, stars[:, 1], stars[:, 2]):
@@ -1360,7 +1374,17 @@ class _Fitter:
             return width, wide_chi2
         return 1.0, psf_chi2
 
-    def _pair(self, model: _WindowModel, usable, single, wide_chi2, *, dip=True):
+    @staticmethod
+    def _two_on_a_plane(model: _WindowModel, usable, single) -> _TwoOnAPlane:
+        """The fits that :meth:`_pair` judges with ``dip``: two PSF stars on a free
+        plane, and the profile of the best width on a free plane, both from the
+        single star ``single`` (made once where :meth:`_star_beside_nucleus` judges
+        them too)."""
+        fitted, chi2 = _Fitter._fit_pair(model, usable, single, plane=True)
+        return _TwoOnAPlane(fitted, chi2, _Fitter._wide_fit(model, usable, single)[1])
+
+    def _pair(self, model: _WindowModel, usable, single, wide_chi2, *, dip=True,
+              on_a_plane: _TwoOnAPlane | None = None):
         """Two PSF stars for a source wider (or narrower) than the PSF, three where two
         do not fit (:meth:`_with_a_third_star`), or ``None``.
 
@@ -1382,12 +1406,17 @@ class _Fitter:
         fits a galaxy's curved light as well as two PSFs on a plane do.  Without
         ``dip`` (the pair of a cusp) the pedestal stays flat: with a free plane there
         too, a survey generator frame lost 5.7 dB (its extended sources' RMSE 0.30 ->
-        0.77 sigma).
+        0.77 sigma).  ``on_a_plane``: the fits with ``dip``
+        (:meth:`_two_on_a_plane`), if already made.
         Returns the stars as rows ``(amplitude, x, y)``.
         """
         if dip:
-            wide_chi2 = min(wide_chi2, self._wide_fit(model, usable, single)[1])
-        fitted, chi2 = self._fit_pair(model, usable, single, plane=dip)
+            if on_a_plane is None:
+                on_a_plane = self._two_on_a_plane(model, usable, single)
+            fitted, chi2 = on_a_plane.fitted, on_a_plane.chi2
+            wide_chi2 = min(wide_chi2, on_a_plane.wide_chi2)
+        else:
+            fitted, chi2 = self._fit_pair(model, usable, single, plane=False)
         if fitted is None:
             return None
         xs, ys = fitted[[1, 4]], fitted[[2, 5]]
