@@ -1,15 +1,18 @@
 """Survey scale: a large float32 FITS frame through ``destar remove`` into Zarr.
 
     python benchmarks/bench_survey_scale.py --sizes 3072 6144 --n-iter 100 --chunk 1024
+    python benchmarks/bench_survey_scale.py --sizes 3072 6144 --preset survey
 
 For each frame size it writes a simulated float32 FITS frame to ``--workdir``, runs
 the command-line tool on it in a child process, and reports
 
 - wall time and throughput (frame pixels x iterations / wall time; halo work is not
-  counted, as the survey-scale issue defines it),
+  counted, as the survey-scale issue defines it; for the ``survey`` preset, which has
+  no iterations, frame pixels / wall time),
 - the child's peak resident memory (``ru_maxrss`` of the finished child),
 - where the time went: the theta sample blocks of a streamed run (the store's
-  ``theta_sample_seconds``), compute inside the tiles (the per-tile ``seconds`` of the
+  ``theta_sample_seconds``; for ``survey``, the frame's PSF, ``psf_seconds``), compute
+  inside the tiles (the per-tile ``seconds`` of the
   store, divided by the cores when tiles run side by side), the halo overhead
   (extended-tile pixels over frame pixels), and the rest (reading, frame statistics,
   writing, start-up).
@@ -72,16 +75,20 @@ def run_child(command: list[str]) -> tuple[float, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[3072, 6144])
-    parser.add_argument("--n-iter", type=int, default=100)
+    parser.add_argument("--n-iter", type=int, default=100,
+                        help="iterations of the diffusion presets (survey has none)")
     parser.add_argument("--chunk", type=int, default=1024)
-    # Iterations and theta samples are the diffusion's: the survey preset (PSF fitting) has
-    # neither; its time at scale is in the README (destar remove under /usr/bin/time).
-    parser.add_argument("--preset", default="paper", choices=["paper", "reference"])
+    parser.add_argument("--preset", default="paper", choices=["paper", "reference", "survey"])
     parser.add_argument("--workdir", default="bench-output/survey-scale")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--compare-lockstep", action="store_true",
                         help="also run every size with theta from the whole frame")
     args = parser.parse_args(argv)
+    fitted = args.preset == "survey"
+    if fitted and args.compare_lockstep:
+        parser.error("--compare-lockstep is for the diffusion presets: survey tiles "
+                     "always run independently")
+    n_iter = 1 if fitted else args.n_iter   # (survey: pixels per second)
 
     import xarray as xr
 
@@ -98,14 +105,16 @@ def main(argv=None) -> int:
             write_frame(frame, size, seed=11)
         output = workdir / f"frame-{size}.zarr"
         command = [destar, "remove", str(frame), "-o", str(output), "--chunk",
-                   str(args.chunk), "--n-iter", str(args.n_iter), "--preset", args.preset,
-                   "--overwrite", "--quiet"]
+                   str(args.chunk), "--preset", args.preset, "--overwrite", "--quiet"]
+        if not fitted:
+            command += ["--n-iter", str(args.n_iter)]
         if lockstep:
             command += ["--config", str(lockstep_config)]
         seconds, peak_gib = run_child(command)
         store = xr.open_zarr(output)
-        sample = float(store.attrs.get("theta_sample_seconds", 0.0))
-        streamed = "theta_sample_seconds" in store.attrs and sample > 0
+        before_tiles = "psf_seconds" if fitted else "theta_sample_seconds"
+        sample = float(store.attrs.get(before_tiles, 0.0))
+        streamed = fitted or ("theta_sample_seconds" in store.attrs and sample > 0)
         # Streamed tiles run side by side, one per core; lockstep tiles one at a time.
         side_by_side = min(os.cpu_count() or 1, store.sizes["tile"]) if streamed else 1
         compute = float(store["seconds"].sum()) / side_by_side
@@ -114,15 +123,21 @@ def main(argv=None) -> int:
             for r0, r1, c0, c1, h in zip(store["row_start"].values, store["row_stop"].values,
                                          store["col_start"].values, store["col_stop"].values,
                                          store["halo"].values)))
-        row = dict(size=size, n_iter=args.n_iter, chunk=args.chunk, preset=args.preset,
-                   seconds=seconds, mpx_iter_per_s=size * size * args.n_iter / seconds / 1e6,
-                   peak_rss_gib=peak_gib, streamed=streamed, theta_sample_seconds=sample,
+        row = dict(size=size, n_iter=None if fitted else n_iter, chunk=args.chunk,
+                   preset=args.preset, seconds=seconds,
+                   **{"mpx_per_s" if fitted else "mpx_iter_per_s":
+                      size * size * n_iter / seconds / 1e6},
+                   peak_rss_gib=peak_gib, streamed=streamed,
+                   **{"psf_seconds" if fitted else "theta_sample_seconds": sample},
                    tile_compute_seconds=compute, halo_overhead=ext_pixels / size**2,
                    other_seconds=seconds - compute - sample, cpu_count=os.cpu_count())
         rows.append(row)
-        print(f"{size}x{size}, n={args.n_iter}, tiles {args.chunk}: {seconds:.1f} s, "
-              f"{row['mpx_iter_per_s']:.1f} Mpx*iter/s, peak RSS {peak_gib:.2f} GiB; "
-              f"{'streamed' if streamed else 'lockstep'}: theta sample {sample:.1f} s, "
+        rate = (f"{size * size / seconds / 1e6:.2f} Mpx/s" if fitted else
+                f"{row['mpx_iter_per_s']:.1f} Mpx*iter/s")
+        print(f"{size}x{size}, {args.preset}{'' if fitted else f', n={n_iter}'}, tiles "
+              f"{args.chunk}: {seconds:.1f} s, {rate}, peak RSS {peak_gib:.2f} GiB; "
+              f"{'streamed' if streamed else 'lockstep'}: "
+              f"{'PSF' if fitted else 'theta sample'} {sample:.1f} s, "
               f"tile compute {compute:.1f} s, halo overhead x{row['halo_overhead']:.2f}, "
               f"I/O and the rest {row['other_seconds']:.1f} s", flush=True)
     if args.json:
