@@ -78,7 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n-iter", type=int, default=100,
                         help="iterations of the diffusion presets (survey has none)")
     parser.add_argument("--chunk", type=int, default=1024)
-    parser.add_argument("--preset", default="paper", choices=["paper", "reference", "survey"])
+    parser.add_argument("--preset", default="paper",
+                        choices=["paper", "reference", "survey"])
     parser.add_argument("--workdir", default="bench-output/survey-scale")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--compare-lockstep", action="store_true",
