@@ -69,8 +69,7 @@ def test_cosmic_ray_hits_are_no_stars_and_stay():
     and clear of the stars, are no stars: the starless image keeps each hit's light
     (to within 5 % or 3 sigma; the stars layer, the input less the starless image,
     takes none of it), and the starless image 2-6 px around a hit moves by less than
-    3 sigma.  (On a star, a hit can make the star
-    stay: README, Known limitations.)"""
+    3 sigma.  (Hits on stars: the next test.)"""
     image, _, stars, _ = _scene(seed=1)
     rng = np.random.default_rng(7)
     near_a_star = ndimage.maximum_filter(stars, size=9) > 25.0     # 5 sigma, 4 px
@@ -97,6 +96,33 @@ def test_cosmic_ray_hits_are_no_stars_and_stay():
         moved = np.abs(after.starless[around] - before.starless[around])
         moved[4:9, 4:11] = 0.0      # (the hit and the pixels next to it)
         assert moved.max() < 3 * 5.0, (row, col)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known limitation: a hit on a star's brightest pixel makes the source sharper than "
+    "the PSF, a cusp, and the star stays (here the first keeps 99 % of its flux; "
+    "bench_cosmic_rays.py: 106 stars of 120). Masking pixels sharper than the PSF "
+    "fixes it but takes the pixel-centred cusps of galaxies drawn without the PSF "
+    "for hits (benchmarks/README.md)"))
+def test_stars_hit_by_cosmic_rays_go_and_the_hits_stay():
+    """A hit of 1-3 times a star's peak on its brightest pixel: the star should go and
+    the hit stay (within 6 px, at most 5 % of the star's flux left or taken beyond
+    the hit's own light)."""
+    image, truth, stars, _ = _scene(seed=1)
+    brightest = ((stars == ndimage.maximum_filter(stars, size=7)) & (stars > 100.0)
+                 & (stars < 1500.0))
+    rng = np.random.default_rng(3)
+    hits = np.zeros_like(image)
+    hit_stars = list(zip(*np.nonzero(brightest)))[::4]
+    for row, col in hit_stars:
+        hits[row, col] = rng.uniform(1, 3) * stars[row, col]
+    fit = fit_and_subtract_stars(image + hits)
+    rows, cols = np.mgrid[0:256, 0:256]
+    assert len(hit_stars) >= 10
+    for row, col in hit_stars:
+        disk = (rows - row) ** 2 + (cols - col) ** 2 <= 36
+        left = np.sum((fit.starless - hits - truth)[disk]) / np.sum(stars[disk])
+        assert abs(left) < 0.05, (row, col, left)
 
 
 def test_a_large_pedestal_is_not_saturation():
