@@ -37,9 +37,22 @@ CLEAR_HITS = 30
 MAX_STAR_HITS = 20
 
 
+def star_radius(spec) -> int:
+    """The radius (px) within which a hit star's flux is measured: 2 FWHM."""
+    return int(np.ceil(2 * spec.fwhm))
+
+
+def _near(row, col, places, distance):
+    """Whether (row, col) lies within ``distance`` px, in each axis, of any of
+    ``places`` (tuples starting with a row and a column)."""
+    return any(abs(row - place[0]) < distance and abs(col - place[1]) < distance
+               for place in places)
+
+
 def add_hits(frame, rng):
     """``(hits, clear, on_stars)``: the hit layer, the clear hits' ``(row, col)`` and
-    the hit stars' ``(row, col, catalogue index)``."""
+    the hit stars' ``(row, col, star's row, star's col)``: the hit's pixel and the
+    pixel of the star's centre."""
     height, width = frame.image.shape
     sigma = frame.sigma
     hits = np.zeros((height, width))
@@ -55,14 +68,13 @@ def add_hits(frame, rng):
                         rng.integers(8, width - 9, 20 * CLEAR_HITS)):
         if len(clear) == CLEAR_HITS:
             break
-        if starlit[row, col] or any(abs(row - r) < 10 and abs(col - c) < 10
-                                    for r, c in clear):
+        if starlit[row, col] or _near(row, col, clear, 10):
             continue
         clear.append((int(row), int(col)))
         hit(row, col, rng.uniform(20, 400) * sigma)
     catalogue = frame.catalogue
     snr = catalogue["peak_obs"] / sigma
-    reach = int(np.ceil(2 * frame.spec.fwhm)) + 2
+    reach = star_radius(frame.spec) + 2     # (the star's disk inside the frame)
     candidates = np.flatnonzero((snr > 20) & (snr < 300) & ~catalogue["saturated"]
                                 & (catalogue["x"] > reach) & (catalogue["x"] < width - reach)
                                 & (catalogue["y"] > reach) & (catalogue["y"] < height - reach))
@@ -70,13 +82,13 @@ def add_hits(frame, rng):
     for index in rng.permutation(candidates):
         if len(on_stars) == MAX_STAR_HITS:
             break
-        row = int(np.floor(catalogue["y"][index] + 0.5)) + int(rng.integers(-1, 2))
-        col = int(np.floor(catalogue["x"][index] + 0.5)) + int(rng.integers(-1, 2))
-        if any(abs(row - r) < 2 * reach and abs(col - c) < 2 * reach
-               for r, c, _ in on_stars) or any(abs(row - r) < 10 and abs(col - c) < 10
-                                                for r, c in clear):
+        star_row = int(np.floor(catalogue["y"][index] + 0.5))
+        star_col = int(np.floor(catalogue["x"][index] + 0.5))
+        row = star_row + int(rng.integers(-1, 2))
+        col = star_col + int(rng.integers(-1, 2))
+        if _near(row, col, on_stars, 2 * reach) or _near(row, col, clear, 10):
             continue
-        on_stars.append((row, col, int(index)))
+        on_stars.append((row, col, star_row, star_col))
         hit(row, col, rng.uniform(1, 3) * catalogue["peak_obs"][index])
     return hits, clear, on_stars
 
@@ -100,13 +112,11 @@ def run_frame(spec):
         around = np.abs(change[row - 6:row + 7, col - 6:col + 8])
         around[4:9, 4:11] = 0.0     # (the hit and the pixels next to it)
         moved.append(around.max() / sigma)
-    reach = int(np.ceil(2 * frame.spec.fwhm))
+    reach = star_radius(frame.spec)
     rows, cols = np.mgrid[-reach:reach + 1, -reach:reach + 1]
     disk = np.hypot(rows, cols) <= reach
     left_with, left_without = [], []
-    for row, col, index in on_stars:
-        star_row = int(np.floor(frame.catalogue["y"][index] + 0.5))
-        star_col = int(np.floor(frame.catalogue["x"][index] + 0.5))
+    for _, _, star_row, star_col in on_stars:
         window = (slice(star_row - reach, star_row + reach + 1),
                   slice(star_col - reach, star_col + reach + 1))
         light = np.sum(frame.stars[window][disk])

@@ -12,10 +12,9 @@ the command-line tool on it in a child process, and reports
 - the child's peak resident memory (``ru_maxrss`` of the finished child),
 - where the time went: the theta sample blocks of a streamed run (the store's
   ``theta_sample_seconds``; for ``survey``, the frame's PSF, ``psf_seconds``), compute
-  inside the tiles (the per-tile ``seconds`` of the
-  store, divided by the cores when tiles run side by side), the halo overhead
-  (extended-tile pixels over frame pixels), and the rest (reading, frame statistics,
-  writing, start-up).
+  inside the tiles (the per-tile ``seconds`` of the store, divided by the cores when
+  tiles run side by side), the halo overhead (extended-tile pixels over frame pixels),
+  and the rest (reading, frame statistics, writing, start-up).
 
 Two sizes show whether peak memory stays flat as the frame grows.  With
 ``--compare-lockstep`` every size also runs with theta from the whole frame
@@ -124,19 +123,17 @@ def main(argv=None) -> int:
             for r0, r1, c0, c1, h in zip(store["row_start"].values, store["row_stop"].values,
                                          store["col_start"].values, store["col_stop"].values,
                                          store["halo"].values)))
+        rate = size * size * n_iter / seconds / 1e6
         row = dict(size=size, n_iter=None if fitted else n_iter, chunk=args.chunk,
                    preset=args.preset, seconds=seconds,
-                   **{"mpx_per_s" if fitted else "mpx_iter_per_s":
-                      size * size * n_iter / seconds / 1e6},
-                   peak_rss_gib=peak_gib, streamed=streamed,
-                   **{"psf_seconds" if fitted else "theta_sample_seconds": sample},
+                   **{"mpx_per_s" if fitted else "mpx_iter_per_s": rate},
+                   peak_rss_gib=peak_gib, streamed=streamed, **{before_tiles: sample},
                    tile_compute_seconds=compute, halo_overhead=ext_pixels / size**2,
                    other_seconds=seconds - compute - sample, cpu_count=os.cpu_count())
         rows.append(row)
-        rate = (f"{size * size / seconds / 1e6:.2f} Mpx/s" if fitted else
-                f"{row['mpx_iter_per_s']:.1f} Mpx*iter/s")
+        rate_text = f"{rate:.2f} Mpx/s" if fitted else f"{rate:.1f} Mpx*iter/s"
         print(f"{size}x{size}, {args.preset}{'' if fitted else f', n={n_iter}'}, tiles "
-              f"{args.chunk}: {seconds:.1f} s, {rate}, peak RSS {peak_gib:.2f} GiB; "
+              f"{args.chunk}: {seconds:.1f} s, {rate_text}, peak RSS {peak_gib:.2f} GiB; "
               f"{'streamed' if streamed else 'lockstep'}: "
               f"{'PSF' if fitted else 'theta sample'} {sample:.1f} s, "
               f"tile compute {compute:.1f} s, halo overhead x{row['halo_overhead']:.2f}, "

@@ -302,7 +302,7 @@ def _psf_kernel(spec: FrameSpec) -> np.ndarray:
     """The stars' PSF on a stamp holding all but 0.1 % of its flux, summing to 1."""
     stamp = 2 * 60 + 1
     kernel, _ = render_stars(spec, (stamp, stamp), np.array([60.0]), np.array([60.0]),
-                              np.array([1.0]))
+                             np.array([1.0]))
     return kernel / kernel.sum()
 
 
