@@ -16,6 +16,12 @@ the command-line tool on it in a child process, and reports
   tiles run side by side), the halo overhead (extended-tile pixels over frame pixels),
   and the rest (reading, frame statistics, writing, start-up).
 
+With ``--cluster`` the tiles run on a Dask cluster started here (a scheduler and two
+one-thread workers, as ``dask scheduler`` / ``dask worker`` would start them on a
+cluster), passed to the tool as ``--scheduler``; the row then also has the peak resident
+memory of the scheduler and of the larger worker (``VmHWM``), which shows what the
+task graph carries.
+
 Two sizes show whether peak memory stays flat as the frame grows.  With
 ``--compare-lockstep`` every size also runs with theta from the whole frame
 (``threshold_sample: null`` in a config), that is with the tiles in lockstep, side by
@@ -25,8 +31,10 @@ side with the streamed run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -71,6 +79,44 @@ def run_child(command: list[str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 2**20
 
 
+def peak_rss_gib(pid: int) -> float:
+    """Peak resident memory of a running process (``VmHWM``), GiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+@contextlib.contextmanager
+def local_cluster(workdir: Path):
+    """``(address, scheduler process, worker processes)``: a scheduler and two
+    one-thread worker processes, stopped on exit."""
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask_cli = str(Path(sys.executable).with_name("dask"))
+    logs = [open(workdir / f"{name}.log", "w") for name in ("scheduler", "worker1", "worker2")]
+    scheduler = subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port",
+                                  str(port), "--no-dashboard"], stdout=logs[0],
+                                 stderr=subprocess.STDOUT)
+    workers = [subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1",
+                                 "--no-nanny", "--no-dashboard"], stdout=log,
+                                stderr=subprocess.STDOUT) for log in logs[1:]]
+    try:
+        with Client(address, timeout="60s", set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, scheduler, workers
+    finally:
+        for process in [*workers, scheduler]:
+            process.terminate()
+            process.wait(timeout=30)
+        for log in logs:
+            log.close()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[3072, 6144])
@@ -83,6 +129,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--compare-lockstep", action="store_true",
                         help="also run every size with theta from the whole frame")
+    parser.add_argument("--cluster", action="store_true",
+                        help="run the tiles on a local Dask cluster (scheduler and two "
+                             "one-thread workers) and report their peak memory")
     args = parser.parse_args(argv)
     fitted = args.preset == "survey"
     if fitted and args.compare_lockstep:
@@ -110,7 +159,16 @@ def main(argv=None) -> int:
             command += ["--n-iter", str(args.n_iter)]
         if lockstep:
             command += ["--config", str(lockstep_config)]
-        seconds, peak_gib = run_child(command)
+        cluster_rss = {}
+        with (local_cluster(workdir) if args.cluster else contextlib.nullcontext()) as up:
+            if up is not None:
+                address, scheduler, workers = up
+                command += ["--scheduler", address]
+            seconds, peak_gib = run_child(command)
+            if up is not None:
+                cluster_rss = dict(
+                    scheduler_peak_rss_gib=peak_rss_gib(scheduler.pid),
+                    worker_peak_rss_gib=max(peak_rss_gib(w.pid) for w in workers))
         store = xr.open_zarr(output)
         before_tiles = "psf_seconds" if fitted else "theta_sample_seconds"
         sample = float(store.attrs.get(before_tiles, 0.0))
@@ -129,7 +187,8 @@ def main(argv=None) -> int:
                    **{"mpx_per_s" if fitted else "mpx_iter_per_s": rate},
                    peak_rss_gib=peak_gib, streamed=streamed, **{before_tiles: sample},
                    tile_compute_seconds=compute, halo_overhead=ext_pixels / size**2,
-                   other_seconds=seconds - compute - sample, cpu_count=os.cpu_count())
+                   other_seconds=seconds - compute - sample, cpu_count=os.cpu_count(),
+                   **cluster_rss)
         rows.append(row)
         rate_text = f"{rate:.2f} Mpx/s" if fitted else f"{rate:.1f} Mpx*iter/s"
         print(f"{size}x{size}, {args.preset}{'' if fitted else f', n={n_iter}'}, tiles "
@@ -137,7 +196,10 @@ def main(argv=None) -> int:
               f"{'streamed' if streamed else 'lockstep'}: "
               f"{'PSF' if fitted else 'theta sample'} {sample:.1f} s, "
               f"tile compute {compute:.1f} s, halo overhead x{row['halo_overhead']:.2f}, "
-              f"I/O and the rest {row['other_seconds']:.1f} s", flush=True)
+              f"I/O and the rest {row['other_seconds']:.1f} s"
+              + ("; peak RSS of the scheduler {scheduler_peak_rss_gib:.2f} GiB, of a "
+                 "worker {worker_peak_rss_gib:.2f} GiB".format(**cluster_rss)
+                 if cluster_rss else ""), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

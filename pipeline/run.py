@@ -448,6 +448,7 @@ def remove_stars_file(
     from pipeline.io import read_image, split_stars, write_image
     from pipeline.io import store as store_module
     from pipeline.io.checkpoint import TileCheckpoint, ZarrCheckpoint, checkpoint_path
+    from pipeline.io.staging import staged_frame, staging_path
     from pipeline.tiling import default_halo, streams_tiles, tile_warning_filters
     from pipeline.tiling.tiles import measures_noise
 
@@ -521,6 +522,11 @@ def remove_stars_file(
         stack.enter_context(tile_warning_filters())
         runner = client if client is not None else stack.enter_context(
             connect(scheduler, cluster))
+        if runner is not None and streamed and kind == "zarr":
+            # The cluster's workers read their tiles from a copy beside the output
+            # rather than from the frame inside the task graph.
+            arrays = [stack.enter_context(staged_frame(
+                planes[0], staging_path(output), chunks=chunks))]
         starless_planes = []
         for index, array in enumerate(arrays):
             if index and bar is not None:

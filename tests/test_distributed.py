@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from astropy.io import fits
 
 from pipeline.io import open_store, sha256_file
 from pipeline.io.checkpoint import checkpoint_path
+from pipeline.io.staging import staging_path
 from pipeline.run import remove_stars_file
 from pipeline.synthetic import make_survey_frame
 
@@ -102,12 +104,21 @@ def test_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path):
 
 def test_streamed_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path):
     # theta from one 64 x 64 sample block: the sample runs as actors, then the tiles
-    # as plain tasks on the workers, which write the store's chunks.
+    # as plain tasks on the workers, which read the frame staged beside the output and
+    # write the store's chunks.
     address, _ = cluster
     kwargs = dict(chunk=128, preset="paper", overrides={"n_iter": 20, "threshold_sample": 64 * 64},
                   progress=False)
+    staged = staging_path(tmp_path / "remote.zarr")
+    staged.mkdir()
+    (staged / "notes.txt").write_text("not destar's")
+    with pytest.raises(ValueError, match="not a frame staged by destar"):
+        remove_stars_file(fits_input, tmp_path / "remote.zarr", scheduler=address, **kwargs)
+    assert (staged / "notes.txt").read_text() == "not destar's"
+    shutil.rmtree(staged)
     remote = remove_stars_file(fits_input, tmp_path / "remote.zarr", scheduler=address,
                                **kwargs)
+    assert not staged.exists()
     local = remove_stars_file(fits_input, tmp_path / "local.zarr", **kwargs)
     remote_store = open_store(tmp_path / "remote.zarr")
     assert remote["tiles"] == 4 and remote_store.attrs["checkpoint_every"] == 0

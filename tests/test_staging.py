@@ -1,0 +1,88 @@
+"""The frame staged beside the output for a cluster's workers (pipeline.io.staging)."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.io.staging import staged_frame, staging_path
+
+
+@pytest.fixture
+def frame():
+    frame = np.random.default_rng(3).normal(100.0, 5.0, (1024, 1024))
+    frame[10:20, 500:530] = np.nan  # masked pixels
+    return frame
+
+
+def test_the_staged_frame_reads_back_bit_for_bit_and_leaves_the_input_alone(frame,
+                                                                            tmp_path):
+    before = frame.copy()
+    path = staging_path(tmp_path / "out.zarr")
+    assert path.name == "out.zarr.frame"
+    with staged_frame(frame, path, chunks=(256, 256)) as staged:
+        assert staged.chunks == ((256,) * 4, (256,) * 4)
+        assert path.is_dir()
+        np.testing.assert_array_equal(staged.compute(), frame)  # NaN where NaN
+        assert staged.compute().dtype == frame.dtype
+    np.testing.assert_array_equal(frame, before)
+    assert not path.exists()
+
+
+def test_the_staged_frame_leaves_the_pixels_out_of_the_task_graph(frame, tmp_path):
+    # What a client sends the scheduler: the graph of the tiles' input.  In memory it
+    # carries the 8 MiB frame; staged, only where to read it.
+    in_memory = da.from_array(frame, chunks=256)
+    assert len(pickle.dumps(dict(in_memory.dask))) > frame.nbytes
+    with staged_frame(frame, tmp_path / "f", chunks=(256, 256)) as staged:
+        assert len(pickle.dumps(dict(staged.dask))) < 100_000
+
+
+def test_the_staged_folder_goes_when_the_run_fails(frame, tmp_path):
+    path = tmp_path / "out.zarr.frame"
+    with pytest.raises(RuntimeError, match="tile failed"):
+        with staged_frame(frame, path, chunks=(512, 512)):
+            raise RuntimeError("tile failed")
+    assert not path.exists()
+
+
+def test_a_leftover_of_a_killed_run_is_replaced(frame, tmp_path):
+    path = tmp_path / "out.zarr.frame"
+    with staged_frame(frame, path, chunks=(512, 512)):
+        leftover = tmp_path / "leftover"
+        shutil.copytree(path, leftover)
+    leftover.rename(path)
+    other = frame[:512, :512] * 2
+    with staged_frame(other, path, chunks=(256, 256)) as staged:
+        np.testing.assert_array_equal(staged.compute(), other)
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "zarr array"])
+def test_a_folder_destar_did_not_write_is_never_overwritten(frame, tmp_path, kind):
+    path = tmp_path / "out.zarr.frame"
+    if kind == "file":
+        path.write_text("mine")
+    elif kind == "folder":
+        path.mkdir()
+        (path / "notes.txt").write_text("mine")
+    else:
+        zarr.create_array(str(path), shape=(4, 4), dtype="f8")[...] = 1.0
+    with pytest.raises(ValueError, match="not a frame staged by destar"):
+        with staged_frame(frame, path, chunks=(256, 256)):
+            pass
+    assert path.exists()
+    if kind == "folder":
+        assert (path / "notes.txt").read_text() == "mine"
+    elif kind == "zarr array":
+        assert zarr.open_array(str(path), mode="r")[...].sum() == 16.0
+
+
+def test_only_a_2d_frame_is_staged(tmp_path):
+    with pytest.raises(ValueError, match="2-D"):
+        with staged_frame(np.zeros((4, 4, 3)), tmp_path / "f", chunks=(2, 2)):
+            pass
