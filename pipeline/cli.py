@@ -169,6 +169,16 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def _add_run_options(p, *, single: bool) -> None:
     """Options shared by ``remove`` and ``run``; ``None`` defaults so a config can fill in."""
     p.add_argument("--chunk", type=_chunk_arg, default=None, metavar="N|full",
@@ -223,7 +233,8 @@ def add_remove_parser(subparsers, parents) -> None:
     p.add_argument("--config", default=None, metavar="FILE.yaml",
                    help="take preset, parameters, chunk, hdu, plane, checkpoint_every, "
                         "scheduler and cluster from a config file (options given here "
-                        "override it; its inputs/output/format are not used)")
+                        "override it; its inputs, output, format and frames_at_once are not "
+                        "used)")
     _add_run_options(p, single=True)
     p.set_defaults(func=cmd_remove)
 
@@ -283,6 +294,10 @@ def add_run_parser(subparsers, parents) -> None:
                    help="output folder (overrides the config's)")
     p.add_argument("--format", default=None, choices=("zarr", "fits", "tif", "npy", "png"),
                    help="output format (overrides the config's; default zarr)")
+    p.add_argument("--frames-at-once", type=_positive_int, default=None, metavar="N",
+                   help="frames processed side by side, each in its own process, so "
+                        "that a cluster's workers are not left idle by frames of few "
+                        "tiles (default: the config's, else 1)")
     _add_run_options(p, single=False)
     p.set_defaults(func=cmd_run)
 
@@ -297,6 +312,8 @@ def cmd_run(args) -> int:
         config.output = Path(args.output)
     if args.format is not None:
         config.format = args.format
+    if args.frames_at_once is not None:
+        config.frames_at_once = args.frames_at_once
     result = run.run_batch(config, overwrite=args.overwrite, progress=not args.quiet)
     print(run.format_batch_summary(result))
     return EXIT_ERROR if result["failed"] else 0

@@ -16,6 +16,7 @@ file)::
     hdu: SCI           # FITS HDU index or EXTNAME
     plane: 0           # plane of 3-D cubes
     checkpoint_every: 25   # iterations between checkpoints (0: none); zarr only
+    frames_at_once: 4  # destar run: frames processed side by side (default 1)
     scheduler: tcp://head-node:8786   # a running Dask scheduler...
     cluster:           # ...or a dask-jobqueue cluster (see pipeline.cluster)
       kind: slurm
@@ -43,7 +44,7 @@ FORMATS = {"zarr": ".zarr", "fits": ".fits", "tif": ".tif", "npy": ".npy", "png"
 
 #: Keys allowed at the top of a config file.
 TOP_LEVEL_KEYS = ("inputs", "output", "format", "preset", "parameters", "chunk", "hdu",
-                  "plane", "checkpoint_every", "scheduler", "cluster")
+                  "plane", "checkpoint_every", "frames_at_once", "scheduler", "cluster")
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,7 @@ class RunConfig:
     hdu: int | str | None = None
     plane: int | None = None
     checkpoint_every: int | None = None
+    frames_at_once: int | None = None
     scheduler: str | None = None
     cluster: dict[str, Any] | None = None
 
@@ -176,6 +178,11 @@ def parse_config(data: Any, where: str, base: Path | None = None) -> RunConfig:
         raise ConfigError(f"{where}: checkpoint_every: expected an integer >= 0 "
                           f"(0: no checkpoints), got {every!r}")
     config.checkpoint_every = every
+    at_once = data.get("frames_at_once")
+    if at_once is not None and (not _is_int(at_once) or at_once < 1):
+        raise ConfigError(f"{where}: frames_at_once: expected an integer >= 1, "
+                          f"got {at_once!r}")
+    config.frames_at_once = at_once
     scheduler = data.get("scheduler")
     if scheduler is not None and (not isinstance(scheduler, str) or "://" not in scheduler):
         raise ConfigError(f"{where}: scheduler: expected an address such as "

@@ -723,6 +723,47 @@ def _one_line(exc: BaseException) -> str:
     return " ".join((str(exc) or type(exc).__name__).split())
 
 
+def _batch_frame(input_path, output, options) -> str | None:
+    """One frame of a batch (:func:`remove_stars_file` with ``options``): ``None``,
+    or why it failed, in one line."""
+    from pipeline.cluster import ClusterError
+
+    try:
+        remove_stars_file(input_path, output, **options)
+    except (ValueError, TypeError, OSError, ClusterError) as exc:
+        return _one_line(exc)
+    return None
+
+
+def _frames_side_by_side(frames, options, at_once, finished) -> None:
+    """:func:`_batch_frame` of each ``(input, output)`` of ``frames``, ``at_once`` at a
+    time in processes of their own; ``finished(input, output, error)`` as each ends."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # Spawned, not forked: a fork would copy this process's threads (Dask's, a
+    # cluster client's) in whatever state they are.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(at_once, len(frames)),
+                             mp_context=context) as pool:
+        futures = {pool.submit(_batch_frame, f, out, options): (f, out)
+                   for f, out in frames}
+        try:
+            for future in as_completed(futures):
+                f, out = futures[future]
+                try:
+                    error = future.result()
+                except BrokenProcessPool:
+                    error = ("the process running it ended abruptly (killed, or out of "
+                             "memory); its checkpoint, if any, is kept for a rerun")
+                finished(f, out, error)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def run_batch(config, *, overwrite: bool = False, progress: bool = True,
               report=None) -> dict[str, Any]:
     """Process every input of a :class:`pipeline.config.RunConfig`.
@@ -731,10 +772,12 @@ def run_batch(config, *, overwrite: bool = False, progress: bool = True,
     settings (:func:`recorded_settings`: Zarr and FITS) fails its frame, since it is
     no result of this config; a frame that fails is reported in one line through
     ``report(line)`` (default: stderr) and the batch goes on.  The cluster
-    (``scheduler``/``cluster``) is connected once for all frames.
+    (``scheduler``/``cluster``) is connected once for all frames.  With
+    ``config.frames_at_once`` above 1, that many frames run side by side, each in a
+    process of its own (which connects to the cluster, if any, itself).
     Returns ``{"done", "skipped", "failed": [(input, message)], "seconds", "outputs"}``.
     """
-    from pipeline.cluster import ClusterError, connect
+    from pipeline.cluster import connect
     from pipeline.config import ConfigError, expand_inputs
 
     start = time.perf_counter()
@@ -780,36 +823,54 @@ def run_batch(config, *, overwrite: bool = False, progress: bool = True,
 
         frames = tqdm(total=len(files), desc="frames", unit="frame", file=sys.stderr,
                       position=0, dynamic_ncols=True)
+
+    def finished(input_path, output, error, *, skip=False):
+        nonlocal done, skipped
+        if skip:
+            skipped += 1
+        elif error is None:
+            done += 1
+            written.append(str(output))
+        else:
+            failed.append((str(input_path), error))
+            report(f"destar: failed: {error}" if str(input_path) in error
+                   else f"destar: failed: {input_path}: {error}")
+        if frames is not None:
+            frames.update(1)
+
+    options = dict(preset=preset, overrides=config.parameters, chunk=config.chunk,
+                   hdu=config.hdu, plane=config.plane, overwrite=overwrite,
+                   checkpoint_every=config.checkpoint_every)
+    at_once = config.frames_at_once or 1
     try:
         with connect(config.scheduler, config.cluster) as client:
+            todo = []
             for f, out in zip(files, outputs):
                 try:
                     if not overwrite and output_is_done(out, fmt):
                         # A finished output made with other settings is no result of
                         # this config: it is reported, not counted as done.
-                        recorded = recorded_settings(out, fmt)
-                        differ = _settings_differ(recorded or {}, wanted)
+                        differ = _settings_differ(recorded_settings(out, fmt) or {}, wanted)
                         if differ:
                             raise ValueError(f"{out}: exists, made with other settings "
                                              f"({'; '.join(differ)}); --overwrite "
                                              "recomputes it")
-                        skipped += 1
+                        finished(f, out, None, skip=True)
                         continue
-                    remove_stars_file(
-                        f, out, preset=preset, overrides=config.parameters,
-                        chunk=config.chunk, hdu=config.hdu, plane=config.plane,
-                        overwrite=overwrite, progress=progress,
-                        checkpoint_every=config.checkpoint_every, client=client,
-                        progress_position=1)
-                    done += 1
-                    written.append(str(out))
-                except (ValueError, TypeError, OSError, ClusterError) as exc:
-                    failed.append((str(f), _one_line(exc)))
-                    report(f"destar: failed: {_one_line(exc)}"
-                           if str(f) in str(exc) else f"destar: failed: {f}: {_one_line(exc)}")
-                finally:
-                    if frames is not None:
-                        frames.update(1)
+                except (ValueError, TypeError, OSError) as exc:
+                    finished(f, out, _one_line(exc))
+                    continue
+                todo.append((f, out))
+            if at_once == 1 or len(todo) < 2:
+                for f, out in todo:
+                    finished(f, out, _batch_frame(f, out, dict(
+                        options, progress=progress, progress_position=1, client=client)))
+            else:
+                # Each process connects to the cluster itself; its frame's progress
+                # bar would garble the others'.
+                address = client.scheduler.address if client is not None else None
+                _frames_side_by_side(todo, dict(options, progress=False, scheduler=address),
+                                     at_once, finished)
     finally:
         if frames is not None:
             frames.close()
@@ -865,7 +926,7 @@ def format_store_info(path: str | os.PathLike[str]) -> str:
                                  if measured else "(not recorded)"),
         (f"  stars           PSF fitted (FWHM {attrs['psf']['fwhm']:.3g} px, measured in "
          f"{attrs.get('psf_seconds', 0):.1f} s), tiles streamed" if "psf" in attrs else
-         f"  theta           " + ("from sample blocks, tiles streamed "
+         "  theta           " + ("from sample blocks, tiles streamed "
                                   f"({attrs.get('theta_sample_seconds', 0):.1f} s)"
                                   if attrs.get("theta_sample_seconds")
                                   else "from the whole frame, tiles in lockstep")),

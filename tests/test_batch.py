@@ -83,6 +83,40 @@ def test_batch_reports_each_failed_frame_in_one_line_and_goes_on(tmp_path, input
     assert code == 1 and "1 skipped, 6 failed" in out
 
 
+def test_frames_side_by_side_give_what_one_at_a_time_gives(tmp_path, inputs, capsys):
+    # Three processes for the good frames and the faulty ones alike: the same stores,
+    # the same one-line failures, the same summary.
+    np.save(inputs / "good2.npy", _frame(seed=5))
+    digests = {p.name: sha256_file(p) for p in inputs.iterdir()}
+    results = {}
+    for at_once in (1, 3):
+        config = _config(tmp_path, inputs, output=str(tmp_path / f"out{at_once}"))
+        code = cli.main(["run", str(config), "--quiet", "--frames-at-once", str(at_once)])
+        out, err = capsys.readouterr()
+        assert code == 1 and "Traceback" not in err
+        assert "8 frames: 2 done, 0 skipped, 6 failed" in out
+        results[at_once] = (sorted(err.strip().splitlines()),
+                            {name: open_store(tmp_path / f"out{at_once}" / name).starless.values
+                             for name in ("good.zarr", "good2.zarr")})
+    assert results[3][0] == results[1][0]
+    for name, starless in results[1][1].items():
+        np.testing.assert_array_equal(results[3][1][name], starless)
+    assert {p.name: sha256_file(p) for p in inputs.iterdir()} == digests
+    # A finished batch is skipped by the processes' parent, frame by frame.
+    config = _config(tmp_path, inputs, output=str(tmp_path / "out3"))
+    assert cli.main(["run", str(config), "--quiet", "--frames-at-once", "3"]) == 1
+    assert "2 skipped, 6 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_frames_at_once_below_one_is_a_one_line_error(tmp_path, capsys, value):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"inputs": ["raw"], "output": "out"}))
+    code = cli.main(["run", str(config), "--frames-at-once", value])
+    assert_one_line_error(code, capsys.readouterr().err, "--frames-at-once", ">= 1")
+    assert not (tmp_path / "out").exists()
+
+
 def test_batch_without_failures_exits_zero_and_skips_finished(tmp_path, capsys):
     raw = tmp_path / "raw"
     raw.mkdir()

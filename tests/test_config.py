@@ -114,6 +114,8 @@ def test_other_jobqueue_kinds_map_the_account(kind, marker):
     ({"format": "jpeg2000"}, ["format"]),
     ({"chunk": 0}, ["chunk"]),
     ({"checkpoint_every": -1}, ["checkpoint_every"]),
+    ({"frames_at_once": 0}, ["frames_at_once", ">= 1"]),
+    ({"frames_at_once": "all"}, ["frames_at_once", ">= 1"]),
     ({"scheduler": "head-node"}, ["scheduler", "tcp://"]),
     ({"cluster": {"kind": "slurm", "cores": 4, "memory": "8GB", "nodes": 2}},
      ["cluster", "nodes"]),

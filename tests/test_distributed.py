@@ -129,6 +129,49 @@ def test_streamed_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path
     assert local["tiles_reused"] == 0
 
 
+def test_each_tile_runs_once_on_the_cluster(cluster, fits_input, tmp_path):
+    # The scheduler optimises the graph it is sent with its own settings: fusing a
+    # tile into the task that writes its chunk would rename it, and the same tile would
+    # run a second time, on another worker, for the per-tile metrics.
+    from distributed import Client, get_task_stream
+
+    address, _ = cluster
+    with Client(address, timeout="30s", set_as_default=False) as client:
+        with get_task_stream(client=client) as stream:
+            summary = remove_stars_file(fits_input, tmp_path / "out.zarr", chunk=128,
+                                        scheduler=address, progress=False)
+    tile_tasks = [record["key"] for record in stream.data
+                  if "destar-tile" in str(record["key"])]
+    assert summary["tiles"] == 4
+    assert len(tile_tasks) == 4, tile_tasks
+
+
+def test_frames_side_by_side_on_the_cluster_equal_the_local_run(cluster, fits_input,
+                                                                 tmp_path):
+    # Two processes, each connected to the scheduler, each sending its frame's tiles.
+    import yaml
+
+    from pipeline.config import load_config
+    from pipeline.run import run_batch
+
+    address, _ = cluster
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(fits_input, raw / "a.fits")
+    np.save(raw / "b.npy", np.asarray(fits.getdata(fits_input))[::-1].copy())
+    config = tmp_path / "batch.yaml"
+    config.write_text(yaml.safe_dump({"inputs": ["raw"], "output": "out", "chunk": 128,
+                                      "frames_at_once": 2, "scheduler": address}))
+    result = run_batch(load_config(config), progress=False)
+    assert (result["done"], result["failed"]) == (2, [])
+    for name in ("a", "b"):
+        local = remove_stars_file(raw / next(raw.glob(f"{name}.*")).name,
+                                  tmp_path / f"{name}.npy", chunk=128, progress=False)
+        assert local["tiles"] == 4
+        np.testing.assert_array_equal(open_store(tmp_path / "out" / f"{name}.zarr")
+                                      .starless.values, np.load(tmp_path / f"{name}.npy"))
+
+
 def _pointer_iteration(output: Path) -> int:
     try:
         return int(json.loads((checkpoint_path(output) / "pointer.json").read_text())

@@ -332,11 +332,14 @@ def write_store(path, starless, stars, mask, metrics, attrs: Mapping[str, Any] |
     })
     # No low-level fusion: dask.array.store optimises the arrays' graph on its own,
     # and fusing a tile task into its one dependent there renames it, so the same
-    # tile would run again for the metrics and the lazy attributes.
+    # tile would run again for the metrics and the lazy attributes.  Nor any graph
+    # optimisation in the compute: a Dask scheduler optimises what it is sent with its
+    # own settings, not these, and ran every tile twice, on two workers
+    # (tests/test_distributed.py).
     with _quiet_zarr(), dask.config.set({"optimization.fuse.active": False}):
         write = data.to_zarr(path, mode="w-", compute=False, zarr_format=3,
                              consolidated=False)
-        computed = dask.compute(write, metrics, lazy_attrs)
+        computed = dask.compute(write, metrics, lazy_attrs, optimize_graph=False)
         _, metrics_value, lazy_values = computed
         rows = _metric_rows(metrics_value)
         table = xr.Dataset({
