@@ -159,24 +159,18 @@ def _hdu_arg(text: str):
     return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse ``type``: an integer no smaller than ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
 
 
 def _add_run_options(p, *, single: bool) -> None:
@@ -197,7 +191,7 @@ def _add_run_options(p, *, single: bool) -> None:
                    help="FITS HDU index or EXTNAME (default: the first with image data)")
     p.add_argument("--plane", type=int, default=None, metavar="P",
                    help="plane of a 3-D cube or stack")
-    p.add_argument("--checkpoint-every", type=_nonnegative_int, default=None, metavar="N",
+    p.add_argument("--checkpoint-every", type=_int_at_least(0), default=None, metavar="N",
                    help="iterations between checkpoints of a .zarr run, which let the "
                         "same command resume after a kill (0: none; default: "
                         "max(10, n_iter // 4))")
@@ -294,7 +288,7 @@ def add_run_parser(subparsers, parents) -> None:
                    help="output folder (overrides the config's)")
     p.add_argument("--format", default=None, choices=("zarr", "fits", "tif", "npy", "png"),
                    help="output format (overrides the config's; default zarr)")
-    p.add_argument("--frames-at-once", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--frames-at-once", type=_int_at_least(1), default=None, metavar="N",
                    help="frames processed side by side, each in its own process, so "
                         "that a cluster's workers are not left idle by frames of few "
                         "tiles (default: the config's, else 1)")
