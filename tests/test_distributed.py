@@ -150,6 +150,7 @@ def test_frames_side_by_side_on_the_cluster_equal_the_local_run(cluster, fits_in
                                                                  tmp_path):
     # Two processes, each connected to the scheduler, each sending its frame's tiles.
     import yaml
+    from distributed import Client, get_task_stream
 
     from pipeline.config import load_config
     from pipeline.run import run_batch
@@ -162,11 +163,15 @@ def test_frames_side_by_side_on_the_cluster_equal_the_local_run(cluster, fits_in
     config = tmp_path / "batch.yaml"
     config.write_text(yaml.safe_dump({"inputs": ["raw"], "output": "out", "chunk": 128,
                                       "frames_at_once": 2, "scheduler": address}))
-    result = run_batch(load_config(config), progress=False)
+    with Client(address, timeout="30s", set_as_default=False) as client:
+        with get_task_stream(client=client) as stream:
+            result = run_batch(load_config(config), progress=False)
     assert (result["done"], result["failed"]) == (2, [])
+    # The tiles ran on the cluster's workers, each once.
+    assert sum("destar-tile" in str(record["key"]) for record in stream.data) == 8
     for name in ("a", "b"):
-        local = remove_stars_file(raw / next(raw.glob(f"{name}.*")).name,
-                                  tmp_path / f"{name}.npy", chunk=128, progress=False)
+        local = remove_stars_file(next(raw.glob(f"{name}.*")), tmp_path / f"{name}.npy",
+                                  chunk=128, progress=False)
         assert local["tiles"] == 4
         np.testing.assert_array_equal(open_store(tmp_path / "out" / f"{name}.zarr")
                                       .starless.values, np.load(tmp_path / f"{name}.npy"))
