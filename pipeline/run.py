@@ -758,9 +758,8 @@ def _frames_side_by_side(frames, options, at_once, finished) -> None:
                     error = ("the process running it ended abruptly (killed, or out of "
                              "memory); its checkpoint, if any, is kept for a rerun")
                 finished(f, out, error)
-        except BaseException:
-            for future in futures:
-                future.cancel()
+        except BaseException:   # (Ctrl-C): no frame that has not started starts
+            pool.shutdown(cancel_futures=True)
             raise
 
 
