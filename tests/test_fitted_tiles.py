@@ -7,6 +7,7 @@ from astropy.io import fits
 
 from pipeline import PRESETS, diagnose, remove_stars
 from pipeline.core.params import SURVEY, DiffusionParameters
+from pipeline.core.censoring import find_black_point
 from pipeline.core.sampling import psf_region
 from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
 from pipeline.io import open_store
@@ -134,7 +135,8 @@ def test_tile_kernel_alone_counts_the_stars_of_its_core(frame):
     core, ext = (256, 512, 256, 512), (160, 608, 160, 608)
     fitted, psf = fit_tiles(da.from_array(frame, chunks=256), SURVEY)
     starless, metrics = fit_tile(frame[160:608, 160:608], core, ext, psf,
-                                 saturation_level(frame), FIT_HALO)
+                                 saturation_level(frame), find_black_point(frame),
+                                 FIT_HALO)
     assert starless.shape == (256, 256)
     assert metrics.iterations == 0 and np.isnan(metrics.stopped_fraction)
     assert 10 < metrics.stars_fitted < 800 * (256 / 768) ** 2 * 2
@@ -144,7 +146,8 @@ def test_tile_kernel_alone_counts_the_stars_of_its_core(frame):
     # The tiles' cores partition the frame, and so do their counts.
     with tile_warning_filters():    # photutils' own filter, held across the threads
         counts = [m.stars_fitted for m in fitted.metrics.compute()]
-    in_frame = fit_and_subtract_stars(frame, psf=psf, saturation=saturation_level(frame))
+    in_frame = fit_and_subtract_stars(frame, psf=psf, saturation=saturation_level(frame),
+                                      black_point=find_black_point(frame))
     assert len(counts) == 9
     assert sum(counts) == pytest.approx(in_frame.n_stars, rel=0.03)
 

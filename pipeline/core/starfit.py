@@ -78,7 +78,11 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    galaxy's photon noise; under stars above 10 sigma, where that photon noise
    dominates, the scene is the average over one FWHM, but for the light of a source
    left in place (a galaxy's nucleus beside a bright star), which stands out from
-   that average by more than the noise and the fits' mismatch.
+   that average by more than the noise and the fits' mismatch;
+5. where a display's black point clips the noise (a sky gradient through it on an
+   8-bit picture), the denoised sky, which is the mean of the clipped noise and lies
+   up to 0.4 sigma above the scene, taken to the scene's level behind it
+   (:mod:`pipeline.core.censoring`).
 
 The loop over stars is Python, but each fit is compiled
 (:mod:`pipeline.core.profile_fit`): about 2-4 s for a 512 x 512 frame with 450-800
@@ -100,6 +104,7 @@ from scipy import ndimage
 from skimage.restoration import denoise_nl_means
 
 from pipeline.core.background import noise_floor, noiseless_regions, silenced
+from pipeline.core.censoring import find_black_point, uncensored
 from pipeline.core.peaks import local_maxima
 from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
 from pipeline.core.psf import (
@@ -1926,6 +1931,7 @@ def _faint_peaks(fitter: _Fitter, psf: PSFShape) -> np.ndarray:
 
 def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
                            saturation: float | None = None,
+                           black_point: float | None = None,
                            denoise: bool = True) -> StarFit:
     """Remove the stars of ``image`` by fitting its PSF (see the module notes).
 
@@ -1943,6 +1949,14 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         ``image``; ``numpy.inf`` for a frame known to be unclipped.  A tile of a
         larger frame passes the frame's, since its own maximum may be that of an
         unsaturated star.
+    black_point : float, optional
+        The level at which a display stretch clips the noise below (an 8-bit
+        picture whose black point cuts into the sky); by default
+        :func:`pipeline.core.censoring.find_black_point` of ``image``;
+        ``-numpy.inf`` for a frame known to be unclipped.  A tile passes the
+        frame's.  The denoised starless image is taken from the mean of the
+        clipped noise there to the scene's level behind it
+        (:func:`pipeline.core.censoring.uncensored`).
     denoise : bool, optional
         Denoise the star-subtracted image (non-local means in units of the noise map).
 
@@ -1979,6 +1993,10 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         saturation = saturation_level(data)
     elif saturation != math.inf:    # (+inf: a frame known to be unclipped)
         saturation = real_number(saturation, "saturation")
+    if black_point is None:
+        black_point = find_black_point(plane)
+    elif black_point != -math.inf:
+        black_point = real_number(black_point, "black_point")
     saturated = _saturated(data, finite, saturation, psf)
     noiseless &= ~saturated
     rms_floor = noise_floor(plane)
@@ -2046,6 +2064,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     starless = data - model
     extended = ndimage.binary_dilation(fitter.extended_cores, iterations=2)
     _fill_clipped_cores(starless, fitter.clipped & ~extended, background, valid)
+    original = np.asarray(plane, dtype=np.float64)
     if denoise:
         above = starless - background
         noisy = _with_photon_noise(above, rms, model, valid & ~fitter.clipped,
@@ -2059,7 +2078,11 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
                 & ~ndimage.binary_dilation(fitter.clipped, iterations=reach))
         _average_under_bright_stars(starless, valid, model > STAR_NOISE_SNR * rms,
                                     psf.fwhm, noise=noisy, model=model, kept=kept)
-    original = np.asarray(plane, dtype=np.float64)
+        # (Denoised, it is the mean of the pixels, which noise clipped at a black
+        # point lifts above the scene.)
+        starless = uncensored(np.where(valid, starless, original), model, original,
+                              black_point, noise=fitter.noise,
+                              step=math.sqrt(12.0) * rms_floor)
     starless[~valid] = original[~valid]
     stars = np.full(original.shape, np.nan)
     defined = np.isfinite(original)     # (pixels beyond OVERFLOW_LIMIT included)

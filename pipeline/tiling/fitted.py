@@ -8,7 +8,8 @@ What makes the tiles agree with the whole-frame run
    run measures it, and so is the saturation level (98 % of the way from the median
    of a regular subsample of the frame to its maximum, Dask reductions): a tile
    without a saturated star must not take the flat top of its brightest star for a
-   clipped core.
+   clipped core.  So is the black point, if a display stretch clips the frame's
+   noise there (:mod:`pipeline.core.censoring`).
 2. **Every tile sees its stars' whole neighbourhood.**  A star is fitted in a window
    of at most ``4.8 x FWHM``, the background map is a median of 32 x 32 boxes
    filtered over 3 x 3 of them and interpolated, and the denoising compares 5 x 5
@@ -31,6 +32,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from pipeline.core.censoring import black_point_of
 from pipeline.core.params import DiffusionParameters
 from pipeline.core.remove import frame_psf
 from pipeline.core.starfit import (
@@ -50,7 +52,7 @@ from pipeline.tiling.tiles import (
     independent_tiles,
 )
 
-__all__ = ["fit_tile", "fit_tiles", "frame_saturation"]
+__all__ = ["fit_tile", "fit_tiles", "frame_black_point", "frame_saturation"]
 
 
 def frame_saturation(array: da.Array) -> float:
@@ -66,23 +68,39 @@ def frame_saturation(array: da.Array) -> float:
     return saturation_between(np.nanmedian(sample), largest)
 
 
-def fit_tile(block, core, ext, psf, saturation, halo, asinh_knee=None):
+def frame_black_point(array: da.Array) -> float:
+    """The black point of a whole Dask frame (as
+    :func:`pipeline.core.censoring.find_black_point` of the frame in memory):
+    its lowest finite value if enough pixels hold it, else ``-inf``."""
+    finite = da.isfinite(array)
+    lowest = da.min(da.where(finite, array, np.inf))
+    at_lowest = da.count_nonzero(array == lowest)
+    lowest, at_lowest, defined = dask.compute(lowest, at_lowest, da.count_nonzero(finite))
+    if not np.isfinite(lowest):
+        return -np.inf
+    return black_point_of(lowest, int(at_lowest), int(defined))
+
+
+def fit_tile(block, core, ext, psf, saturation, black_point, halo, asinh_knee=None):
     """Remove the stars of one tile: ``(core's starless, TileMetrics)``.
 
     A plain NumPy function (the per-tile kernel of :func:`fit_tiles`): ``block`` is
     the tile's extended block ``ext`` of the frame and ``core`` its core's bounds.
     With ``asinh_knee`` the block is fitted on its linear scale
-    (:mod:`pipeline.core.stretch`; ``psf`` and ``saturation`` are that scale's).
+    (:mod:`pipeline.core.stretch`; ``psf``, ``saturation`` and ``black_point`` are
+    that scale's).
     """
     start = time.perf_counter()
     inner = _core_in_block(core, ext)
     original = np.asarray(block, dtype=np.float64)[inner]
     if asinh_knee is None:
-        fit = fit_and_subtract_stars(np.asarray(block), psf=psf, saturation=saturation)
+        fit = fit_and_subtract_stars(np.asarray(block), psf=psf, saturation=saturation,
+                                     black_point=black_point)
         starless = fit.starless[inner]
     else:
         linear = linearize(np.asarray(block), asinh_knee)
-        fit = fit_and_subtract_stars(linear, psf=psf, saturation=saturation)
+        fit = fit_and_subtract_stars(linear, psf=psf, saturation=saturation,
+                                     black_point=black_point)
         starless = restretch(fit.starless[inner], linear[inner], original, asinh_knee)
     finite = np.isfinite(original)
     rows, cols = fit.centres[:, 0] + ext[0], fit.centres[:, 1] + ext[2]
@@ -99,8 +117,8 @@ def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None 
               checkpoint=None) -> tuple[TiledResult, object]:
     """Lazy PSF-fitting star removal of a 2-D Dask array, one task per chunk.
 
-    The PSF (read from the frame's PSF region) and the saturation level are
-    measured now; the tiles run when the result is computed, independently, in any
+    The PSF (read from the frame's PSF region), the saturation level and the black
+    point are measured now; the tiles run when the result is computed, independently, in any
     order (``checkpoint`` as for :func:`pipeline.tiling.tiles.stream_tiles`).
 
     Returns
@@ -124,8 +142,9 @@ def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None 
         linear = linearize(array, knee)
     # (First: its pass over the frame finds a frame with no pixel to use.)
     saturation = frame_saturation(linear)
+    black_point = frame_black_point(linear)
     psf = frame_psf(linear, params)
     result = independent_tiles(array, halo=halo, kernel=fit_tile,
-                               args=(psf, saturation, halo, knee),
+                               args=(psf, saturation, black_point, halo, knee),
                                checkpoint=checkpoint)
     return result, psf

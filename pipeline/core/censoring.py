@@ -1,0 +1,144 @@
+"""The noise clipped at a display's black point, and the scene's level behind it.
+
+A display stretch whose black point cuts into the sky (an 8-bit picture, a sky
+gradient across it) sets every pixel below it to its lowest value: the noise there is
+censored.  A denoiser estimates the mean of the pixels, and the mean of censored noise
+lies above the scene: at a scene level ``t`` above the black point, in noise
+``sigma``, the mean of ``max(t + sigma Z, 0)`` is ``sigma g(t / sigma)`` with
+``g(a) = a Phi(a) + phi(a)`` (0.40 sigma at ``t = 0``, where the scene shows black),
+and the share of its pixels at the black point is ``Phi(-t / sigma)``.  In a window,
+that share gives ``t / sigma``, and the window's mean then gives ``sigma``: no noise
+map is needed, which censoring would bias too (its RMS is 0.58 sigma at ``t = 0``).
+Each pixel's scene level is then ``g``'s inverse at its denoised value, and no scene
+level lies below the black point.
+
+These are plain functions on NumPy arrays.
+
+References
+----------
+.. [1] J. Tobin, "Estimation of relationships for limited dependent variables",
+   Econometrica 26, 24-36 (1958).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage, special
+
+__all__ = ["black_point_of", "find_black_point", "uncensored"]
+
+#: A frame's lowest value is a black point if at least this share of its defined
+#: pixels, and ``BLACK_POINT_MIN_PIXELS``, hold it: the censored tail of its noise.
+#: Unclipped noise puts one pixel or a few at its minimum.
+BLACK_POINT_MIN_SHARE = 1e-3
+BLACK_POINT_MIN_PIXELS = 10
+#: Half the side of the square window in which the share of pixels at the black
+#: point and their mean are measured: 17 x 17 pixels, a share known to about 0.03.
+WINDOW_HALF = 8
+#: Between these shares at the black point a window's noise can be measured.  Below
+#: the lower one the scene lies 2 sigma or more above the black point and the mean's
+#: bias is under 0.01 sigma; above the upper one no level is measured.
+SHARE_RANGE = (0.02, 0.98)
+#: A window's noise is at most this many times the frame's: a zero-filled border
+#: beside a bright sky is no censored noise, and the window across its edge would
+#: give a noise of the order of the sky's level.
+MAX_NOISE_RATIO = 3.0
+#: ... and at least this many steps of a quantised frame's values (a sky of a few
+#: photon counts has real zeros, which are no clipped noise).
+MIN_QUANTA = 4.0
+_BISECTIONS = 48
+
+
+def black_point_of(lowest: float, at_lowest: int, defined: int) -> float:
+    """The black point of a frame whose lowest defined value is ``lowest``, held by
+    ``at_lowest`` of its ``defined`` pixels (see ``BLACK_POINT_MIN_SHARE``), or
+    ``-inf`` (nothing clipped) if its noise is not clipped there.  (The tiled run
+    counts them on the frame.)"""
+    if at_lowest >= max(BLACK_POINT_MIN_PIXELS, BLACK_POINT_MIN_SHARE * defined):
+        return float(lowest)
+    return -math.inf
+
+
+def find_black_point(image: np.ndarray) -> float:
+    """The black point of ``image`` (:func:`black_point_of`): its lowest finite
+    value, if its noise is clipped there; ``-inf`` if not."""
+    values = np.asarray(image)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return -math.inf
+    lowest = np.min(values[finite])
+    return black_point_of(lowest, int(np.count_nonzero(values == lowest)),
+                          int(np.count_nonzero(finite)))
+
+
+def _censored_mean(a):
+    """``g(a) = a Phi(a) + phi(a)``: the mean of ``max(a + Z, 0)``."""
+    return a * special.ndtr(a) + np.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
+
+
+def _censored_level(mean):
+    """``g``'s inverse (by bisection; ``g`` rises from 0 at -inf and ``g(a) > a``),
+    ``-inf`` where ``mean <= 0``."""
+    low = np.full(mean.shape, -9.0)     # g(-9) = 1e-20: below, the level is black
+    high = np.maximum(mean, low)
+    for _ in range(_BISECTIONS):
+        middle = 0.5 * (low + high)
+        above = _censored_mean(middle) > mean
+        high = np.where(above, middle, high)
+        low = np.where(above, low, middle)
+    return np.where(mean > 0, 0.5 * (low + high), -np.inf)
+
+
+def uncensored(scene, model, original, level, *, noise, step=0.0):
+    """The denoised starless ``scene`` with the bias of noise clipped at the black
+    point ``level`` taken off (see the module notes).
+
+    Parameters
+    ----------
+    scene : (M, N) ndarray
+        Denoised starless image; NaN where the input is not finite.
+    model : (M, N) ndarray
+        The stars subtracted from the input to make it: a pixel's light, censored
+        at ``level``, was the scene's plus the model's.
+    original : (M, N) ndarray
+        The input, whose pixels at ``level`` are the censored ones.
+    level : float
+        The black point (:func:`find_black_point`); ``-inf`` for none, and nothing
+        changes.
+    noise : float
+        The frame's typical noise (``MAX_NOISE_RATIO``).
+    step : float, optional
+        The step between the frame's values if quantised (``MIN_QUANTA``).
+
+    Returns
+    -------
+    ndarray
+        A new array: ``scene`` where the window measures no clipped noise, else
+        the scene's level behind the censoring; nowhere below ``level``, which
+        no scene seen through the display lies below.
+    """
+    result = np.array(scene, dtype=np.float64, copy=True)
+    if not np.isfinite(level):
+        return result
+    defined = np.isfinite(scene)
+    size = 2 * WINDOW_HALF + 1
+    weight = ndimage.uniform_filter(defined.astype(np.float64), size)
+    at_level = ndimage.uniform_filter((defined & (original == level)).astype(np.float64),
+                                      size)
+    mean = ndimage.uniform_filter(np.where(defined, scene - level, 0.0), size)
+    measurable = defined & (weight > 0.5)
+    share = np.where(measurable, at_level / np.where(measurable, weight, 1.0), 0.0)
+    measurable &= (share > SHARE_RANGE[0]) & (share < SHARE_RANGE[1]) & (mean > 0)
+    share = share[measurable]
+    depth = -special.ndtri(share)      # the scene's level over the noise
+    sigma = mean[measurable] / weight[measurable] / _censored_mean(depth)
+    usable = (sigma <= MAX_NOISE_RATIO * noise) & (sigma >= MIN_QUANTA * step)
+    rows, cols = np.nonzero(measurable)
+    rows, cols, sigma = rows[usable], cols[usable], sigma[usable]
+    light = model[rows, cols]
+    lifted = (scene[rows, cols] - level + light) / sigma
+    behind = _censored_level(lifted) * sigma - light
+    result[rows, cols] = level + behind
+    return np.maximum(result, level)
