@@ -1994,7 +1994,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     elif saturation != math.inf:    # (+inf: a frame known to be unclipped)
         saturation = real_number(saturation, "saturation")
     if black_point is None:
-        black_point = find_black_point(plane)
+        black_point = find_black_point(np.where(finite, plane, np.nan))
     elif black_point != -math.inf:
         black_point = real_number(black_point, "black_point")
     saturated = _saturated(data, finite, saturation, psf)

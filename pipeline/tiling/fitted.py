@@ -71,8 +71,8 @@ def frame_saturation(array: da.Array) -> float:
 def frame_black_point(array: da.Array) -> float:
     """The black point of a whole Dask frame (as
     :func:`pipeline.core.censoring.find_black_point` of the frame in memory):
-    its lowest finite value if enough pixels hold it, else ``-inf``."""
-    finite = da.isfinite(array)
+    its lowest defined value if enough pixels hold it, else ``-inf``."""
+    finite = defined_pixels(array)
     lowest = da.min(da.where(finite, array, np.inf))
     at_lowest = da.count_nonzero(array == lowest)
     lowest, at_lowest, defined = dask.compute(lowest, at_lowest, da.count_nonzero(finite))
