@@ -93,9 +93,10 @@ def test_light_subtracted_from_the_clipped_pixels_counts_as_theirs():
     inner[20:-20, 20:-20] = True
     assert np.abs(result[lifted & inner] - level).max() < 1e-4 * SIGMA
     assert abs(np.median(result[~lifted & inner]) - level) < 0.06 * SIGMA
-    # Without the model, they would have been taken down as clipped noise.
+    # Without the model, they would have been taken down as clipped noise, by the
+    # bias of 0.2 sigma.
     alone = uncensored(scene, np.zeros_like(scene), data, 0.0, noise=SIGMA)
-    assert np.median(alone[lifted & inner]) < 0.3 * SIGMA
+    assert np.median(alone[lifted & inner]) < 0.4 * SIGMA
 
 
 def test_a_zero_border_beside_a_bright_sky_is_no_clipped_noise():

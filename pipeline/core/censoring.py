@@ -7,10 +7,13 @@ lies above the scene: at a scene level ``t`` above the black point, in noise
 ``sigma``, the mean of ``max(t + sigma Z, 0)`` is ``sigma g(t / sigma)`` with
 ``g(a) = a Phi(a) + phi(a)`` (0.40 sigma at ``t = 0``, where the scene shows black),
 and the share of its pixels at the black point is ``Phi(-t / sigma)``.  In a window,
-that share gives ``t / sigma``, and the window's mean then gives ``sigma``: no noise
-map is needed, which censoring would bias too (its RMS is 0.58 sigma at ``t = 0``).
-Each pixel's scene level is then ``g``'s inverse at its denoised value, and no scene
-level lies below the black point.
+that share gives ``t / sigma`` and, with the window's mean, ``sigma``: no noise map
+is needed, which censoring would bias too (its RMS is 0.58 sigma at ``t = 0``).  The
+scene's level behind the window's mean is ``sigma`` times ``g``'s inverse at it, and
+each pixel moves by the difference.  (``g``'s inverse of each pixel's own denoised
+value, that inverse being concave, also took the pixels down by their remaining
+noise: on stretched random scenes, up to 0.34 dB less.)  No scene level lies below
+the black point.
 
 These are plain functions on NumPy arrays.
 
@@ -119,8 +122,8 @@ def uncensored(scene, model, original, level, *, noise, step=0.0):
     -------
     ndarray
         A new array: ``scene`` where the window measures no clipped noise, else
-        the scene's level behind the censoring; nowhere below ``level``, which
-        no scene seen through the display lies below.
+        ``scene`` moved by the window's censoring bias; nowhere below ``level``,
+        which no scene seen through the display lies below.
     """
     result = np.array(scene, dtype=np.float64, copy=True)
     if not np.isfinite(level):
@@ -136,12 +139,12 @@ def uncensored(scene, model, original, level, *, noise, step=0.0):
     measurable &= (share > SHARE_RANGE[0]) & (share < SHARE_RANGE[1]) & (mean > 0)
     share = share[measurable]
     depth = -special.ndtri(share)      # the scene's level over the noise
-    sigma = mean[measurable] / weight[measurable] / _censored_mean(depth)
+    local = mean[measurable] / weight[measurable]
+    sigma = local / _censored_mean(depth)
     usable = (sigma <= MAX_NOISE_RATIO * noise) & (sigma >= MIN_QUANTA * step)
     rows, cols = np.nonzero(measurable)
     rows, cols, sigma = rows[usable], cols[usable], sigma[usable]
-    light = model[rows, cols]
-    lifted = (scene[rows, cols] - level + light) / sigma
-    behind = _censored_level(lifted) * sigma - light
-    result[rows, cols] = level + behind
+    # The window's mean light where the pixels were clipped, the stars' included.
+    lifted = local[usable] + model[rows, cols]
+    result[rows, cols] += _censored_level(lifted / sigma) * sigma - lifted
     return np.maximum(result, level)
