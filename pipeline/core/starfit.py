@@ -2081,8 +2081,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
         # (Denoised, it is the mean of the pixels, which noise clipped at a black
         # point lifts above the scene.)
         starless = uncensored(np.where(valid, starless, original), model, original,
-                              black_point, noise=fitter.noise,
-                              step=math.sqrt(12.0) * rms_floor)
+                              black_point, step=math.sqrt(12.0) * rms_floor)
     starless[~valid] = original[~valid]
     stars = np.full(original.shape, np.nan)
     defined = np.isfinite(original)     # (pixels beyond OVERFLOW_LIMIT included)
