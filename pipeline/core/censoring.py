@@ -30,7 +30,7 @@ import math
 import numpy as np
 from scipy import ndimage, special
 
-__all__ = ["black_point_of", "find_black_point", "uncensored"]
+__all__ = ["black_point_of", "find_black_point", "lowest_count", "uncensored"]
 
 #: A frame's lowest value is a black point if at least this share of its defined
 #: pixels, and ``BLACK_POINT_MIN_PIXELS``, hold it: the censored tail of its noise.
@@ -70,16 +70,22 @@ def black_point_of(lowest: float, at_lowest: int, defined: int) -> float:
     return -math.inf
 
 
-def find_black_point(image: np.ndarray) -> float:
-    """The black point of ``image`` (:func:`black_point_of`): its lowest finite
-    value, if its noise is clipped there; ``-inf`` if not."""
+def lowest_count(image: np.ndarray) -> tuple[float, int, int]:
+    """``(lowest, at_lowest, finite)`` of ``image`` for :func:`black_point_of`: its
+    lowest finite value (``inf`` if none), the pixels that hold it and its finite
+    pixels.  Those of a frame's blocks combine into the frame's (the tiled run)."""
     values = np.asarray(image)
     finite = np.isfinite(values)
     if not finite.any():
-        return -math.inf
-    lowest = np.min(values[finite])
-    return black_point_of(lowest, int(np.count_nonzero(values == lowest)),
-                          int(np.count_nonzero(finite)))
+        return math.inf, 0, 0
+    lowest = float(np.min(values[finite]))
+    return lowest, int(np.count_nonzero(values == lowest)), int(np.count_nonzero(finite))
+
+
+def find_black_point(image: np.ndarray) -> float:
+    """The black point of ``image`` (:func:`black_point_of`): its lowest finite
+    value, if its noise is clipped there; ``-inf`` if not."""
+    return black_point_of(*lowest_count(image))
 
 
 def _censored_mean(a):

@@ -32,7 +32,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from pipeline.core.censoring import black_point_of
+from pipeline.core.censoring import black_point_of, lowest_count
 from pipeline.core.params import DiffusionParameters
 from pipeline.core.remove import frame_psf
 from pipeline.core.starfit import (
@@ -68,17 +68,23 @@ def frame_saturation(array: da.Array) -> float:
     return saturation_between(np.nanmedian(sample), largest)
 
 
+def _block_lowest_count(block):
+    """:func:`~pipeline.core.censoring.lowest_count` of a block's defined pixels."""
+    return lowest_count(np.where(defined_pixels(block), block, np.nan))
+
+
 def frame_black_point(array: da.Array) -> float:
     """The black point of a whole Dask frame (as
     :func:`pipeline.core.censoring.find_black_point` of the frame in memory):
-    its lowest defined value if enough pixels hold it, else ``-inf``."""
-    finite = defined_pixels(array)
-    lowest = da.min(da.where(finite, array, np.inf))
-    at_lowest = da.count_nonzero(array == lowest)
-    lowest, at_lowest, defined = dask.compute(lowest, at_lowest, da.count_nonzero(finite))
-    if not np.isfinite(lowest):
-        return -np.inf
-    return black_point_of(lowest, int(at_lowest), int(defined))
+    its lowest defined value if enough pixels hold it, else ``-inf``.
+
+    One pass over the blocks, each counted on its own: counting the pixels at the
+    frame's lowest value after finding it held every block in memory until then."""
+    blocks = dask.compute(*map(dask.delayed(_block_lowest_count),
+                               array.to_delayed().ravel()))
+    lowest = min(low for low, _, _ in blocks)
+    return black_point_of(lowest, sum(count for low, count, _ in blocks if low == lowest),
+                          sum(defined for *_, defined in blocks))
 
 
 def fit_tile(block, core, ext, psf, saturation, black_point, halo, asinh_knee=None):
