@@ -17,7 +17,7 @@ from pipeline.core.censoring import (
 from pipeline.core.psf import PSFShape, moffat_image
 from pipeline.core.starfit import fit_and_subtract_stars
 from pipeline.tiling import tile_warning_filters
-from pipeline.tiling.fitted import frame_black_point
+from pipeline.tiling.fitted import frame_levels
 
 SIGMA = 10.0
 #: The scene's levels, in sigma, of the bands of :func:`_bands`.
@@ -181,10 +181,10 @@ def test_black_point_is_checked():
 def test_the_tiled_run_takes_the_frame_s_black_point():
     image, _, _ = _display_frame()
     image[:5] = np.nan
-    assert frame_black_point(da.from_array(image, chunks=64)) == 0.0
+    assert frame_levels(da.from_array(image, chunks=64)).black_point == 0.0
     assert find_black_point(image) == 0.0
     unclipped = image + 1.0 + np.random.default_rng(5).uniform(0, 1e-3, image.shape)
-    assert frame_black_point(da.from_array(unclipped, chunks=64)) == -math.inf
+    assert frame_levels(da.from_array(unclipped, chunks=64)).black_point == -math.inf
 
 
 def test_the_censored_mean_and_its_inverse():

@@ -6,8 +6,8 @@ import pytest
 from astropy.io import fits
 
 from pipeline import PRESETS, diagnose, remove_stars
-from pipeline.core.params import SURVEY, DiffusionParameters
 from pipeline.core.censoring import find_black_point
+from pipeline.core.params import SURVEY, DiffusionParameters
 from pipeline.core.sampling import psf_region
 from pipeline.core.starfit import fit_and_subtract_stars, saturation_level
 from pipeline.io import open_store
@@ -15,7 +15,7 @@ from pipeline.run import format_store_info, format_summary, remove_stars_file
 from pipeline.synthetic import make_survey_frame
 from pipeline.tiling import (FIT_HALO, default_halo, run_tiled, streams_tiles,
                              tile_warning_filters)
-from pipeline.tiling.fitted import fit_tile, fit_tiles, frame_saturation
+from pipeline.tiling.fitted import fit_tile, fit_tiles, frame_levels
 
 NOISE = 6.0
 SENTINELS = (-32768.0, -1e10)
@@ -104,11 +104,30 @@ def test_frame_saturation_is_that_of_the_frame_in_memory(frame):
     with_inf = frame.copy()
     with_inf[0, 0] = np.inf  # not a value, not a saturation level
     level = saturation_level(with_inf)
-    assert frame_saturation(da.from_array(with_inf, chunks=200)) == level
+    assert frame_levels(da.from_array(with_inf, chunks=200)).saturation == level
     # 98 % of the way from the sky (the median of a subsample) to the maximum.
     sky, largest = np.nanmedian(frame), np.nanmax(frame)
     assert level == pytest.approx(sky + 0.98 * (largest - sky),
                                   abs=1e-3 * (largest - sky))
+
+
+def test_the_frame_levels_read_each_block_once(frame):
+    """The saturation level and the black point come from one pass over the
+    frame's blocks: a frame read from disk (or a cluster's staged copy) is read
+    once for both, not once for each."""
+    reads = []
+
+    def read(block, block_info=None):
+        reads.append(block_info[0]["chunk-location"])
+        return block
+
+    # (Blocks of uneven sizes: each takes its share of the frame's regular subsample.)
+    array = da.from_array(frame, chunks=(150, 170)).map_blocks(read,
+                                                               meta=np.array((), float))
+    levels = frame_levels(array)
+    assert sorted(reads) == sorted(np.ndindex(array.numblocks))
+    assert levels.saturation == saturation_level(frame)
+    assert levels.black_point == find_black_point(frame)
 
 
 def test_values_beyond_the_overflow_limit_are_no_saturation_level(frame):
@@ -119,7 +138,7 @@ def test_values_beyond_the_overflow_limit_are_no_saturation_level(frame):
     huge[100, 100], masked[100, 100] = 1e160, np.nan
     level = saturation_level(masked)
     assert saturation_level(huge) == level
-    assert frame_saturation(da.from_array(huge, chunks=200)) == level
+    assert frame_levels(da.from_array(huge, chunks=200)).saturation == level
 
 
 def test_a_frame_beyond_the_overflow_limit_everywhere_says_so():

@@ -12,7 +12,7 @@ from pipeline import remove_stars
 from pipeline.core.background import black_clipped
 from pipeline.core.psf import PSFShape, measure_psf, moffat_image
 from pipeline.core.starfit import _background_maps, _pixel_noise, fit_and_subtract_stars
-from pipeline.metrics import psnr, rmse, star_flux_left
+from pipeline.metrics import rmse, star_flux_left
 from pipeline.synthetic import make_survey_frame
 
 PSF = PSFShape(fwhm=3.2, beta=3.0, ellipticity=0.15, angle=0.4, n_stars=0)

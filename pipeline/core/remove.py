@@ -105,7 +105,7 @@ def _stop_reference(plane, params):
 def _saturation_of(plane) -> float:
     """:func:`~pipeline.core.starfit.saturation_level` of a frame; ``ValueError`` if
     it has no pixel that the PSF star model can use (as the tiled run's
-    :func:`pipeline.tiling.fitted.frame_saturation`)."""
+    :func:`pipeline.tiling.fitted.frame_levels`)."""
     level = saturation_level(plane)
     if np.isnan(level):
         raise ValueError(NO_DEFINED_PIXEL)

@@ -27,6 +27,7 @@ What makes the tiles agree with the whole-frame run
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import dask
 import dask.array as da
@@ -52,39 +53,55 @@ from pipeline.tiling.tiles import (
     independent_tiles,
 )
 
-__all__ = ["fit_tile", "fit_tiles", "frame_black_point", "frame_saturation"]
+__all__ = ["FrameLevels", "fit_tile", "fit_tiles", "frame_levels"]
 
 
-def frame_saturation(array: da.Array) -> float:
-    """The saturation level of a whole Dask frame (as
-    :func:`pipeline.core.starfit.saturation_level` of the frame in memory);
+class FrameLevels(NamedTuple):
+    """The levels a tiled PSF run takes from the whole frame (:func:`frame_levels`)."""
+    #: As :func:`pipeline.core.starfit.saturation_level` of the frame in memory.
+    saturation: float
+    #: As :func:`pipeline.core.censoring.find_black_point` of the frame in memory
+    #: (``-inf``: no black point).
+    black_point: float
+
+
+def _block_levels(block, first_row, first_col, step):
+    """``(sample, largest, lowest, at_lowest, defined)`` of a block's defined pixels,
+    the block starting at (``first_row``, ``first_col``) of the frame: its pixels on
+    the frame's every ``step``-th row and column, its largest value (``-inf`` if
+    none) and :func:`~pipeline.core.censoring.lowest_count`."""
+    values = np.where(defined_pixels(block), block, np.nan)
+    sample = values[-first_row % step::step, -first_col % step::step].ravel()
+    lowest, at_lowest, defined = lowest_count(values)
+    largest = float(np.nanmax(values)) if defined else -np.inf
+    return sample, largest, lowest, at_lowest, defined
+
+
+def frame_levels(array: da.Array) -> FrameLevels:
+    """The saturation level and the black point of a whole Dask frame, as the frame
+    in memory gives them, in one pass over its blocks (each read once: a frame read
+    from disk, or a cluster's staged copy of it, is read once for both);
     ``ValueError`` if no pixel is defined
-    (:func:`~pipeline.core.starfit.defined_pixels`)."""
-    finite = da.where(defined_pixels(array), array, np.nan)
+    (:func:`~pipeline.core.starfit.defined_pixels`).
+
+    The saturation level lies between the median of a regular subsample and the
+    largest value; each block counts the pixels at its own lowest value, so that no
+    block is held in memory until the frame's lowest value is known."""
     step = typical_level_step(array.shape)
-    sample, largest = dask.compute(finite[::step, ::step], da.nanmax(finite))
-    if not np.isfinite(largest):
+    starts = [np.cumsum((0,) + chunks[:-1]) for chunks in array.chunks]
+    blocks = dask.compute(*(
+        dask.delayed(_block_levels)(block, starts[0][i], starts[1][j], step)
+        for (i, j), block in zip(np.ndindex(array.numblocks),
+                                 array.to_delayed().ravel())))
+    samples, largest, lowest, at_lowest, defined = zip(*blocks)
+    if not np.isfinite(max(largest)):
         raise ValueError(NO_DEFINED_PIXEL)
-    return saturation_between(np.nanmedian(sample), largest)
-
-
-def _block_lowest_count(block):
-    """:func:`~pipeline.core.censoring.lowest_count` of a block's defined pixels."""
-    return lowest_count(np.where(defined_pixels(block), block, np.nan))
-
-
-def frame_black_point(array: da.Array) -> float:
-    """The black point of a whole Dask frame (as
-    :func:`pipeline.core.censoring.find_black_point` of the frame in memory):
-    its lowest defined value if enough pixels hold it, else ``-inf``.
-
-    One pass over the blocks, each counted on its own: counting the pixels at the
-    frame's lowest value after finding it held every block in memory until then."""
-    blocks = dask.compute(*map(dask.delayed(_block_lowest_count),
-                               array.to_delayed().ravel()))
-    lowest = min(low for low, _, _ in blocks)
-    return black_point_of(lowest, sum(count for low, count, _ in blocks if low == lowest),
-                          sum(defined for *_, defined in blocks))
+    frame_lowest = min(lowest)
+    return FrameLevels(
+        saturation_between(np.nanmedian(np.concatenate(samples)), max(largest)),
+        black_point_of(frame_lowest,
+                       sum(n for low, n in zip(lowest, at_lowest) if low == frame_lowest),
+                       sum(defined)))
 
 
 def fit_tile(block, core, ext, psf, saturation, black_point, halo, asinh_knee=None):
@@ -147,8 +164,7 @@ def fit_tiles(array: da.Array, params: DiffusionParameters, *, halo: int | None 
         check_knee(array, knee)
         linear = linearize(array, knee)
     # (First: its pass over the frame finds a frame with no pixel to use.)
-    saturation = frame_saturation(linear)
-    black_point = frame_black_point(linear)
+    saturation, black_point = frame_levels(linear)
     psf = frame_psf(linear, params)
     result = independent_tiles(array, halo=halo, kernel=fit_tile,
                                args=(psf, saturation, black_point, halo, knee),
