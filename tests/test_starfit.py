@@ -1584,15 +1584,14 @@ def test_a_halo_is_the_unbiased_light_of_its_rings_unless_a_galaxy_is_near():
     beyond, it goes on with the wing's shape as long as no ring's light lies 3 sigma
     below it.  Its rings' levels, the lowest of four medians, are unbiased unless a
     source left in place is near."""
-    from pipeline.core.starfit import (HALO_REACH, HALO_SIGMAS, LOWEST_OF_FOUR,
-                                       _halo_profile)
+    from pipeline.core.halos import HALO_REACH, HALO_SIGMAS, LOWEST_OF_FOUR, halo_profile
 
     inner = 4
     radii = np.arange(inner, HALO_REACH) + 0.5
     star_wing = 400.0 * (radii / 4.5) ** (-11 / 3)
     error = np.full(radii.size, 2.0)
     measured = star_wing - LOWEST_OF_FOUR * error
-    profile = _halo_profile(star_wing, inner, measured, error, unbiased=True)
+    profile = halo_profile(star_wing, inner, measured, error, unbiased=True)
     stands = star_wing > HALO_SIGMAS * error
     assert stands[0] and not stands.all()
     # The wing where it stands out and beyond, where it is too faint to stand out of
@@ -1604,21 +1603,21 @@ def test_a_halo_is_the_unbiased_light_of_its_rings_unless_a_galaxy_is_near():
     last = np.flatnonzero(stands)[-1]
     dark = measured.copy()
     dark[last + 5:] = -(HALO_SIGMAS + LOWEST_OF_FOUR) * error[last + 5:] - 1.0
-    cut = _halo_profile(star_wing, inner, dark, error, unbiased=True)
+    cut = halo_profile(star_wing, inner, dark, error, unbiased=True)
     np.testing.assert_allclose(cut[inner:inner + last + 5], star_wing[:last + 5])
     assert not cut[inner + last + 5:].any()
     # Near a galaxy's nucleus, the levels as measured: no more than the rings show.
-    kept = _halo_profile(star_wing, inner, measured, error, unbiased=False)
+    kept = halo_profile(star_wing, inner, measured, error, unbiased=False)
     assert np.all(kept[inner:HALO_REACH] <= np.maximum(measured, 0.0) + 1e-12)
     assert kept[inner] == pytest.approx(measured[0])
     assert kept[inner + last + 1:HALO_REACH].any()
     # A galaxy's light in the rings: no more than twice the star's wing, and the
     # halo never rises outwards from its brightest ring.
     galaxy = np.where((radii > 10) & (radii < 20), 500.0, 0.0)
-    capped = _halo_profile(star_wing, inner, measured + galaxy, error, unbiased=True)
+    capped = halo_profile(star_wing, inner, measured + galaxy, error, unbiased=True)
     assert np.all(capped[inner:HALO_REACH] <= 2.0 * star_wing + 1e-12)
     assert np.all(np.diff(capped[inner:]) <= 0)
-    assert _halo_profile(star_wing, inner, np.zeros(radii.size), error,
+    assert halo_profile(star_wing, inner, np.zeros(radii.size), error,
                          unbiased=True) is None
 
 
@@ -1626,21 +1625,21 @@ def test_the_scene_under_a_halo_is_the_light_that_does_not_fall_with_the_wing():
     """Rings that hold a star's wing, scaled, on a level of their own (a nebula that
     the background map leaves out) give that level; rings of the wing alone, or a
     level within the noise, give none, and so does a frame without a wing."""
-    from pipeline.core.starfit import HALO_REACH, _scene_pedestal
+    from pipeline.core.halos import HALO_REACH, scene_pedestal
 
     inner = 4
     radii = np.arange(inner, HALO_REACH) + 0.5
     star_wing = 400.0 * (radii / 4.5) ** (-11 / 3)
     error = np.full(radii.size, 2.0)
-    assert _scene_pedestal(star_wing, 0.7 * star_wing + 30.0, error) == pytest.approx(30.0)
+    assert scene_pedestal(star_wing, 0.7 * star_wing + 30.0, error) == pytest.approx(30.0)
     noisy = 0.7 * star_wing + 30.0 + np.random.default_rng(0).normal(0.0, 2.0, radii.size)
-    assert _scene_pedestal(star_wing, noisy, error) == pytest.approx(30.0, abs=2.0)
-    assert _scene_pedestal(star_wing, 0.7 * star_wing, error) == 0.0
-    assert _scene_pedestal(star_wing, 0.7 * star_wing + 1.0, 10 * error) == 0.0
-    assert _scene_pedestal(np.zeros(radii.size), noisy, error) == 0.0
+    assert scene_pedestal(star_wing, noisy, error) == pytest.approx(30.0, abs=2.0)
+    assert scene_pedestal(star_wing, 0.7 * star_wing, error) == 0.0
+    assert scene_pedestal(star_wing, 0.7 * star_wing + 1.0, 10 * error) == 0.0
+    assert scene_pedestal(np.zeros(radii.size), noisy, error) == 0.0
     # (Rings with no usable pixel are left out.)
     holed = np.where(radii < 8, np.inf, noisy)
-    assert _scene_pedestal(star_wing, holed, error) == pytest.approx(30.0, abs=2.0)
+    assert scene_pedestal(star_wing, holed, error) == pytest.approx(30.0, abs=2.0)
 
 
 def test_the_halo_of_a_clipped_star_on_a_nebula_leaves_the_nebula():
@@ -1753,8 +1752,8 @@ def test_the_frame_wing_is_what_most_stars_share_in_proportion_to_their_light():
     wing is the stars' common ratio, carried on as its power law beyond the rings
     they measure, and light around one star only (a galaxy it sits in) or noise is
     none."""
-    from pipeline.core.starfit import (FLATTEST_WING_SLOPE, HALO_REACH, LOWEST_OF_FOUR,
-                                       _stacked_wing)
+    from pipeline.core.halos import (FLATTEST_WING_SLOPE, HALO_REACH, LOWEST_OF_FOUR,
+                                     stacked_wing)
 
     radii = np.arange(3, HALO_REACH)
     wing = 0.01 * ((radii + 0.5) / 3.5) ** (-11 / 3)
@@ -1768,21 +1767,21 @@ def test_the_frame_wing_is_what_most_stars_share_in_proportion_to_their_light():
     # Each star's ring levels are the lowest of four quadrants' medians, biased low.
     shared = [rings(amplitude * wing - LOWEST_OF_FOUR * errors)
               for amplitude in amplitudes]
-    stacked = _stacked_wing(amplitudes, shared)
+    stacked = stacked_wing(amplitudes, shared)
     np.testing.assert_allclose(stacked[3:], wing, rtol=1e-6)
     rng = np.random.default_rng(0)
     noise_only = [rings(rng.normal(-LOWEST_OF_FOUR, 0.3, radii.size))
                   for _ in amplitudes]
     galaxy = rings(np.full(radii.size, 40.0))
-    assert not _stacked_wing(amplitudes + [1e6], noise_only + [galaxy]).any()
+    assert not stacked_wing(amplitudes + [1e6], noise_only + [galaxy]).any()
     # Rings beside a clipped core (the model overshoots its rim) do not count.
     rim = rings(amplitudes[0] * wing, near_clipped=~clean)
-    assert not _stacked_wing([amplitudes[0]] * 3, [rim, *noise_only[:2]]).any()
+    assert not stacked_wing([amplitudes[0]] * 3, [rim, *noise_only[:2]]).any()
     # Stars that measure two rings only fit no slope: the wing goes on from the
     # second as r^-3, the flattest allowed.
     two_rings = [rings(np.where(radii < 5, amplitude * wing, 0.0) - LOWEST_OF_FOUR * errors)
                  for amplitude in amplitudes]
-    stacked = _stacked_wing(amplitudes, two_rings)
+    stacked = stacked_wing(amplitudes, two_rings)
     np.testing.assert_allclose(stacked[3:5], wing[:2], rtol=1e-6)
     assert FLATTEST_WING_SLOPE == -3.0
     np.testing.assert_allclose(stacked[5:], wing[1] * ((radii[2:] + 0.5) / 4.5) ** -3.0,

@@ -73,6 +73,8 @@ MAX_MASKED_FRACTION = 0.1
 #: The photon noise of a source is measured on its pixels brighter than this many
 #: noise sigmas (fainter ones carry too little of it to measure).
 PHOTON_NOISE_MIN_SNR = 5.0
+#: The noise of the median of n Gaussian values is this times sigma / sqrt(n).
+MEDIAN_NOISE = 1.2533
 
 #: Median of a chi-square variable with one degree of freedom: the median of the
 #: squared residuals is this fraction of their variance.

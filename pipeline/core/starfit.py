@@ -66,7 +66,7 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      beyond as a power law (a PSF whose wings are no
      Moffat's, such as a Kolmogorov PSF's, whose wings fall as r^-11/3; where the
      Moffat fits, there is no wing, and a galaxy or nebula around one bright star
-     is none);
+     is none; :mod:`pipeline.core.halos`);
    - each star's model is subtracted out to where it falls below 5 % of the noise,
      nowhere deeper than 3 sigma below the background map, and scaled down where
      its local mean exceeds that of the data by more than 3 sigma of that mean (PSF
@@ -106,15 +106,24 @@ from skimage.restoration import denoise_nl_means
 
 from pipeline.core.background import noise_floor, noiseless_regions, silenced
 from pipeline.core.censoring import find_black_point, uncensored
+from pipeline.core.halos import (
+    CLIPPED_WING_STARS,
+    HALO_CLEARANCE,
+    HALO_MIN_SNR,
+    HALO_REACH,
+    halo_profile,
+    scene_pedestal,
+    stacked_wing,
+)
 from pipeline.core.peaks import local_maxima
 from pipeline.core.profile_fit import N_PARAMS, fit_profile, profile_model
 from pipeline.core.psf import (
+    MEDIAN_NOISE,
     PHOTON_NOISE_MIN_SNR,
     PSFShape,
     light_variance,
     measure_psf,
     moffat_image,
-    weighted_median,
 )
 from pipeline.core.validation import real_number, validate_plane
 
@@ -202,8 +211,6 @@ NUCLEUS_SIGMAS = 0.5
 #: galaxy of index 3 and effective radius 6 px convolved with the PSF: 1.5 %, of
 #: index 4 and radius 12 px: 0.7 %, whose nucleus still goes as a star).
 NUCLEUS_MIN_FRACTION = 0.01
-#: The noise of the median of n Gaussian values is this times sigma / sqrt(n).
-MEDIAN_NOISE = 1.2533
 #: A source that looks wider than the PSF without the plane is still a star when the
 #: PSF on its plane fits its core to within ``ON_PLANE_MAX_CHI2`` per pixel, with a
 #: chi-square lower than the wider profile's by ``ON_PLANE_CHI2_GAIN``: a star in front
@@ -405,46 +412,6 @@ LONE_PEAK_FRACTION = 0.85
 LONE_FIT_RADIUS = 2
 LONE_FIT_OFFSETS = np.linspace(-0.5, 0.5, 11)
 LONE_CLIP_SHORTFALL = 0.01
-#: A star this many noise sigmas at its peak, or a clipped one, gets a halo: the light
-#: of its wings beyond the PSF's Moffat, measured around it after the first round of
-#: fits, ring by ring out to ``HALO_REACH`` pixels, as far as it stands above
-#: ``HALO_SIGMAS`` of its noise (:meth:`_Fitter.add_halos`).  (A Kolmogorov PSF's
-#: wings fall as r^-11/3, far above the Moffat that fits its core: around a clipped
-#: star of 5e7 ADU they left 58 sigma 8 px out, 14 sigma at 14 px.)
-HALO_MIN_SNR = 100.0
-HALO_REACH = 64
-HALO_SIGMAS = 3.0
-#: The frame's wing (:func:`_stacked_wing`) is measured on the stars (unclipped, or
-#: clipped: ``CLIPPED_WING_STARS``) with no source left in place (a galaxy's nucleus)
-#: within this many pixels, and only such stars' halos take their rings' levels
-#: unbiased (:func:`_halo_profile`).
-HALO_CLEARANCE = 16
-#: The lowest of four medians lies this many of their noise sigmas below their mean
-#: (the expected minimum of four standard normal values).
-LOWEST_OF_FOUR = 1.03
-#: A star's halo is no more than this many times its amplitude times the frame's
-#: wing: a galaxy or nebula around one bright star is no wing.  On four Kolmogorov
-#: frames (``bench_kolmogorov.py``) the stars' own rings stood at 0.72-1.13 times
-#: that product for the unclipped stars and 0.19-1.07 times for the clipped ones,
-#: whose amplitudes come from a Moffat fitted to their wings (10th to 90th
-#: percentiles of each star's median over its rings).
-HALO_WING_TOLERANCE = 2.0
-#: A frame with no unclipped star above ``HALO_MIN_SNR`` (a stretched frame, whose
-#: display clips its bright stars) measures the wing on its clipped stars, if it has
-#: at least this many clear of sources left in place: their amplitudes come from a
-#: Moffat fitted to their wings, but the median over many is the frame's.
-CLIPPED_WING_STARS = 5
-#: Beyond the rings that the stars measure, the frame's wing falls as a power law no
-#: flatter than this: r^-3, between the r^-2 of a scattered-light aureole and the
-#: r^-11/3 of a Kolmogorov PSF.  Where the stars measure only one or two rings (a
-#: noisy frame, r14 of the Kolmogorov random scenes: sigma 33 DN, two rings), it
-#: falls with this slope from the last: cut there instead, the halo of a clipped
-#: star of 5e7 ADU stopped 5 px out and left 38 sigma 6-10 px from it.  With r^-2,
-#: the bound that the wing puts on a halo (``HALO_WING_TOLERANCE``) stood far above
-#: a Kolmogorov star's real wing 10-30 px out, and a clipped star's halo took the
-#: light of a galaxy around it (Kolmogorov random scene r34: 5 sigma of the galaxy
-#: gone 10-30 px around the star, extended-source RMSE 0.96 sigma; 0.76 with r^-3).
-FLATTEST_WING_SLOPE = -3.0
 _ROUNDS = 3
 _NO_JACOBIAN = np.empty((0, N_PARAMS))
 #: Iterations and relative cost decrease at which a profile fit stops.
@@ -1650,12 +1617,13 @@ class _Fitter:
         """Add to the model the halo of each clipped star and each star above
         ``HALO_MIN_SNR``, brightest first: the light the models leave around it
         (:meth:`_halo_rings`, measured again after the brighter stars' halos, less
-        the scene's light that does not fall with the wing, :func:`_scene_pedestal`),
-        no more than ``HALO_WING_TOLERANCE`` times its amplitude times the frame's wing
-        (:func:`_stacked_wing`), out to where that stands above ``HALO_SIGMAS`` of
-        its noise, and never rising outwards from its brightest ring (the rings
-        inside that are the rim of a clipped core, where the model overshoots);
-        see :func:`_halo_profile`."""
+        the scene's light that does not fall with the wing,
+        :func:`~pipeline.core.halos.scene_pedestal`), no more than
+        ``HALO_WING_TOLERANCE`` times its amplitude times the frame's wing
+        (:func:`~pipeline.core.halos.stacked_wing`), out to where that stands above
+        ``HALO_SIGMAS`` of its noise, and never rising outwards from its brightest
+        ring (the rings inside that are the rim of a clipped core, where the model
+        overshoots); see :mod:`pipeline.core.halos`."""
         bright = [(amplitude, row, col, self._nearest_pixel(row, col))
                   for amplitude, row, col in sorted(self.stars, key=lambda s: -s[0])]
         bright = [(amplitude, row, col, pixel) for amplitude, row, col, pixel in bright
@@ -1675,7 +1643,7 @@ class _Fitter:
             clipped = [star for star in clear if self.saturated[star[3]]]
             stack = clipped if len(clipped) >= CLIPPED_WING_STARS else []
         rings = [self._halo_rings(row, col, pixel) for _, row, col, pixel in stack]
-        wing = _stacked_wing([amplitude for amplitude, *_ in stack], rings)
+        wing = stacked_wing([amplitude for amplitude, *_ in stack], rings)
         clear_pixels = {pixel for *_, pixel in clear}
         for amplitude, row, col, pixel in bright:
             measured = self._halo_rings(row, col, pixel)
@@ -1684,8 +1652,8 @@ class _Fitter:
             window, ring, inner, level, error, _ = measured
             star_wing = amplitude * wing[inner:]
             if wing_has_its_shape:
-                level = level - _scene_pedestal(star_wing, level, error)
-            profile = _halo_profile(star_wing, inner, level, error,
+                level = level - scene_pedestal(star_wing, level, error)
+            profile = halo_profile(star_wing, inner, level, error,
                                     unbiased=pixel in clear_pixels)
             if profile is not None:
                 self.model[window] += profile[np.minimum(ring, HALO_REACH)]
@@ -1741,134 +1709,6 @@ class _Fitter:
         near_clipped = ndimage.sum_labels(self.clipped[window], ring,
                                           np.arange(inner, HALO_REACH)) > 0
         return window, ring, inner, level, error, near_clipped
-
-
-def _scene_pedestal(star_wing, level, error) -> float:
-    """The light of the scene under a star's rings that does not fall with the
-    frame's wing (a nebula or a galaxy's disc, which the background map, measured
-    with the sources masked, leaves out), to be taken off the rings' ``level``
-    before the halo is (:func:`_halo_profile`; arguments as there).
-
-    ``level`` is fitted as ``scale * star_wing + pedestal`` by weighted least squares
-    over the rings the halo may take: from the brightest ring out to the last where
-    ``HALO_WING_TOLERANCE`` times the wing stands above ``HALO_SIGMAS`` of the noise.
-    The pedestal counts where it stands ``HALO_SIGMAS`` above its own error, and is
-    0 otherwise: a wing is the same around every star, in proportion to its light,
-    and a level that falls more slowly than the wing is no part of it.  (Kolmogorov
-    random scene r25, linear: a clipped star of 2.4e6 ADU on a nebula 280 ADU above
-    the sky; its rings 10-20 px out stood 30 ADU above the wing, the halo took that
-    too, and the nebula came out 1.5-3.4 sigma low over 33 x 33 px.)"""
-    usable = np.isfinite(level)
-    reach = np.flatnonzero(HALO_WING_TOLERANCE * star_wing > HALO_SIGMAS * error)
-    if not usable.any() or reach.size == 0:
-        return 0.0
-    rings = np.zeros_like(usable)
-    rings[int(np.argmax(np.where(usable, level, -np.inf))):reach[-1] + 1] = True
-    rings &= usable
-    # (Two parameters: with fewer than four rings the pedestal's error says little.)
-    if np.count_nonzero(rings) < 4:
-        return 0.0
-    weights = 1.0 / error[rings]
-    design = np.column_stack([star_wing[rings], np.ones(np.count_nonzero(rings))])
-    design *= weights[:, None]
-    (_, pedestal), *_ = np.linalg.lstsq(design, level[rings] * weights, rcond=None)
-    pedestal_error = math.sqrt(np.linalg.pinv(design.T @ design)[1, 1])
-    return float(pedestal) if pedestal > HALO_SIGMAS * pedestal_error else 0.0
-
-
-def _halo_profile(star_wing, inner, level, error, *, unbiased):
-    """A star's halo by ring, from ring 0 to ``HALO_REACH`` (where it is 0), or
-    ``None`` if no ring of it stands out.
-
-    ``level`` and ``error`` are its rings' light and that light's noise from ring
-    ``inner`` on (:meth:`_Fitter._halo_rings`), ``star_wing`` the frame's wing times
-    its amplitude over the same rings.  The halo is the level, no more than
-    ``HALO_WING_TOLERANCE`` times ``star_wing``, over the first run of rings where
-    that stands above ``HALO_SIGMAS`` of the noise, and it never rises outwards from
-    its brightest ring.  Beyond that run it goes on with the shape of ``star_wing``,
-    from its last ring, as far as no ring's level lies more than ``HALO_SIGMAS`` of
-    its noise below it: too faint there to stand out of any one ring, the wing
-    covers ever more pixels (cut at the run's end, the halos of a Kolmogorov scene's
-    clipped stars left 0.69 sigma on average 24-48 px out).  Each level is the
-    lowest of four quadrants' medians, which lies ``LOWEST_OF_FOUR`` of their noise
-    below the ring's light when the four see the same wing; ``unbiased`` takes that
-    bias off (the halos left 0.3-0.9 sigma per pixel 3-20 px around the clipped
-    stars of stretched Kolmogorov frames).
-    Around a star with a source left in place near it (a galaxy's nucleus), whose
-    light may be in three quadrants of its rings, the levels are kept as measured:
-    no galaxy is eaten into to take the last of a star's wing.
-    """
-    if unbiased:
-        level = level + LOWEST_OF_FOUR * error
-    halo = np.minimum(level, HALO_WING_TOLERANCE * star_wing)
-    standing = np.append(halo > HALO_SIGMAS * error, False)
-    if not standing.any():
-        return None
-    start = int(np.argmax(standing))
-    stop = start + int(np.argmin(standing[start:]))
-    peak = start + int(np.argmax(halo[start:stop]))
-    profile = np.zeros(HALO_REACH + 1)
-    profile[inner + start:inner + peak] = halo[start:peak]
-    profile[inner + peak:inner + stop] = np.minimum.accumulate(halo[peak:stop])
-    if stop < star_wing.size and star_wing[stop - 1] > 0:
-        # Near a galaxy's nucleus, never above what the rings show.
-        allowed = level[stop:] + (HALO_SIGMAS * error[stop:] if unbiased else 0.0)
-        tail = profile[inner + stop - 1] * star_wing[stop:] / star_wing[stop - 1]
-        profile[inner + stop:HALO_REACH] = np.minimum.accumulate(
-            np.minimum(tail, np.maximum(allowed, 0.0)))
-    return profile
-
-
-def _stacked_wing(amplitudes, rings):
-    """The frame's wing beyond the PSF's Moffat, per unit of a star's amplitude, ring
-    by ring, from the stars' :meth:`_Fitter._halo_rings` (rings beside clipped cores
-    left out).
-
-    Each ring's wing is the median of the stars' levels (corrected for the bias of
-    the lowest of four medians, ``LOWEST_OF_FOUR``) over their amplitudes, each star
-    weighted by its amplitude over the level's noise, but no more than the third
-    largest weight, so that no one or two bright stars decide; it counts where it
-    stands ``HALO_SIGMAS`` above the median's noise, and is 0 elsewhere.  Beyond the
-    last ring that counts, it goes on as the power law fitted to those rings if
-    three or more count, no flatter than ``FLATTEST_WING_SLOPE``, else with that
-    slope, and it never rises outwards.  A PSF's wing is the same
-    around every star, in proportion to its light; a galaxy or nebula that a bright
-    star sits in is not."""
-    ratios = np.full((len(rings), HALO_REACH), np.nan)
-    weights = np.zeros((len(rings), HALO_REACH))
-    for k, (amplitude, measured) in enumerate(zip(amplitudes, rings)):
-        if measured is None:
-            continue
-        _, _, inner, level, error, near_clipped = measured
-        defined = np.isfinite(level) & ~near_clipped
-        ratios[k, inner:][defined] = (level + LOWEST_OF_FOUR * error)[defined] / amplitude
-        weights[k, inner:][defined] = amplitude / error[defined]
-    wing = np.zeros(HALO_REACH)
-    for radius in range(HALO_REACH):
-        have = weights[:, radius] > 0
-        if have.any():
-            values, shares = ratios[have, radius], weights[have, radius]
-            shares = np.minimum(shares, np.sort(shares)[-min(3, shares.size)])
-            median = weighted_median(values, shares)
-            # Only a wing that stands out of the stack's noise.
-            if median > HALO_SIGMAS * MEDIAN_NOISE / math.sqrt(np.sum(shares ** 2)):
-                wing[radius] = median
-    # The clipped stars' halos reach beyond the rings that unclipped stars measure.
-    # One or two rings fit no slope, so the wing goes on from them as the flattest
-    # allowed: a wing cut at the last ring its stars measure leaves the wing of a
-    # star a thousand times brighter than them in place.
-    measured = np.flatnonzero(wing > 0)
-    if measured.size:
-        radius = np.arange(HALO_REACH) + 0.5
-        slope = FLATTEST_WING_SLOPE
-        if measured.size >= 3:
-            fitted, _ = np.polyfit(np.log(radius[measured]), np.log(wing[measured]), 1)
-            slope = min(fitted, FLATTEST_WING_SLOPE)
-        last = measured[-1]
-        wing[last + 1:] = wing[last] * (radius[last + 1:] / radius[last]) ** slope
-    # A wing does not rise outwards: a ring that few stars measure well is lifted
-    # to the level of the rings beyond it.
-    return np.maximum.accumulate(np.maximum(wing, 0.0)[::-1])[::-1]
 
 
 def _fill_clipped_cores(starless, holes, background, finite):

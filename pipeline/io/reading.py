@@ -201,7 +201,8 @@ def _read_fits_hdul(path, hdul, hdu, plane, caught, fits):
         raise ImageReadError(f"{path}: corrupt FITS file ({_one_line(exc)})") from exc
     for w in caught:
         if _is_truncation(str(w.message)):
-            raise ImageReadError(f"{path}: truncated FITS file ({' '.join(str(w.message).split())})")
+            detail = " ".join(str(w.message).split())
+            raise ImageReadError(f"{path}: truncated FITS file ({detail})")
     if count == 0:
         raise ImageReadError(f"{path}: FITS file has no HDUs")
 
