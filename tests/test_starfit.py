@@ -800,6 +800,41 @@ def test_a_bright_star_two_pixels_from_a_cusp_goes_and_the_cusp_stays():
     assert only_the_star >= 7
 
 
+def test_a_bright_star_beside_an_elongated_galaxy_s_cusp_is_not_kept_whole():
+    """Stars of 200 sigma 2.8 px from the cusps of elongated unconvolved Sersic
+    galaxies (index 3.5, axis ratio 0.25, the centre pixel 109 sigma), eighteen of
+    them.  Two PSFs fit each such source far better than any single profile, but once
+    the star is taken off, what it leaves in the cusp's ring puts the ring's light off
+    the cusp's centre, and the cusp failed the nucleus test: the star was then kept
+    whole, with the galaxy (2 of 18, as on Moffat random scene r10, 2.63 sigma on its
+    extended sources).  Where the source would be kept whole otherwise, the star now
+    goes, and the cusp is judged at its own peak (none kept whole, the star alone
+    gone and the galaxy's core kept on 17 of 18)."""
+    from astropy.modeling.models import Sersic2D
+
+    image, truth, _, _ = _scene(seed=0)
+    yy, xx = np.mgrid[0:256, 0:256]
+    centres = [(x + 0.3, y + 0.2) for x, y in _CLEAR]
+    galaxies = sum(Sersic2D(amplitude=8.0, r_eff=25.0, n=3.5, ellip=0.75, theta=0.1,
+                            x_0=x, y_0=y)(xx, yy) for x, y in centres)
+    assert galaxies.max() == pytest.approx(109 * 5.0, rel=0.01)
+    kept_whole = only_the_star = 0
+    for seed in (4, 5, 6):
+        beside = _stars_beside(centres, 2.8, (1000.0, 1000.0), np.random.default_rng(seed))
+        starless = fit_and_subtract_stars(image + galaxies + beside).starless
+        for x, y in centres:
+            distance2 = (xx - x) ** 2 + (yy - y) ** 2
+            core = distance2 <= 4
+            kept = np.sum(starless[core] - truth[core]) / np.sum(galaxies[core])
+            star = (distance2 <= 100) & (beside > 5.0)
+            left = (np.sum(starless[star] - truth[star] - galaxies[star])
+                    / np.sum(beside[star]))
+            kept_whole += left > 0.5
+            only_the_star += 0.7 < kept < 1.3 and abs(left) < 0.2
+    assert kept_whole <= 1
+    assert only_the_star >= 16
+
+
 def test_a_galaxy_core_that_no_profile_fits_stays():
     """Unconvolved Sersic galaxies (index 2.4, effective radius 11.5 px, axis ratio
     0.32, centred between pixels: cores of 70 and 90 sigma), six at a time, as on a
