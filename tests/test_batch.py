@@ -46,8 +46,8 @@ def inputs(tmp_path):
 
 def _config(tmp_path, inputs, **extra):
     data = {"inputs": [str(inputs), str(tmp_path / "absent.fits")],
-            "output": str(tmp_path / "out"), "preset": "paper", "parameters": {"n_iter": 8}, "chunk": 64,
-            **extra}
+            "output": str(tmp_path / "out"), "preset": "paper", "parameters": {"n_iter": 8},
+            "chunk": 64, **extra}
     path = tmp_path / "batch.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -211,8 +211,8 @@ def test_info_prints_what_the_store_holds(tmp_path, capsys):
     source = tmp_path / "in.fits"
     fits.PrimaryHDU(np.asarray(_frame(), dtype=np.float32)).writeto(source)
     out = tmp_path / "o.zarr"
-    assert cli.main(["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "6", "--chunk",
-                     "64", "--quiet"]) == 0
+    assert cli.main(["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter",
+                     "6", "--chunk", "64", "--quiet"]) == 0
     assert cli.main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     attrs = open_store(out).attrs
@@ -251,7 +251,8 @@ def test_remove_faults_are_one_line_and_write_nothing(tmp_path, inputs, capsys, 
     source = inputs / name
     digest = sha256_file(source) if source.exists() else None
     out = tmp_path / "o.zarr"
-    code = cli.main(["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "5", *extra])
+    code = cli.main(["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "5",
+                     *extra])
     captured = capsys.readouterr()
     assert_one_line_error(code, captured.err, *fragments)
     assert captured.out == ""
@@ -283,7 +284,8 @@ def test_output_folder_that_even_root_cannot_write(tmp_path, inputs, capsys):
     if not os.path.isdir("/proc/self"):
         pytest.skip("needs Linux /proc")
     for out in ("/proc/o.zarr", "/proc/o.fits"):
-        code = cli.main(["remove", str(inputs / "good.fits"), "-o", out, "--preset", "paper", "--n-iter", "5"])
+        code = cli.main(["remove", str(inputs / "good.fits"), "-o", out, "--preset", "paper",
+                         "--n-iter", "5"])
         assert_one_line_error(code, capsys.readouterr().err, "not writable", "/proc")
     assert not os.path.exists("/proc/o.zarr.checkpoint")
 
@@ -300,8 +302,8 @@ def test_full_disk_is_one_line_leaves_no_complete_output_and_resumes(tmp_path, i
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "tile"))
 
     monkeypatch.setattr(store, "_metric_rows", full)
-    argv = ["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "20", "--chunk", "64",
-            "--checkpoint-every", "5", "--quiet"]
+    argv = ["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "20",
+            "--chunk", "64", "--checkpoint-every", "5", "--quiet"]
     code = cli.main(argv)
     assert_one_line_error(code, capsys.readouterr().err, "No space left on device")
     assert not out.exists()  # the half-written store was removed
@@ -323,11 +325,11 @@ def _free_port() -> int:
 def test_unreachable_scheduler_is_one_line(tmp_path, inputs, capsys):
     address = f"tcp://127.0.0.1:{_free_port()}"
     out = tmp_path / "o.zarr"
-    code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--preset", "paper", "--n-iter", "5",
-                     "--scheduler", address, "--quiet"])
+    code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--preset", "paper",
+                     "--n-iter", "5", "--scheduler", address, "--quiet"])
     assert_one_line_error(code, capsys.readouterr().err, "cannot reach the Dask scheduler",
                     address)
     assert not out.exists()
-    code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--preset", "paper", "--n-iter", "5",
-                     "--scheduler", "head-node:8786", "--quiet"])
+    code = cli.main(["remove", str(inputs / "good.fits"), "-o", str(out), "--preset", "paper",
+                     "--n-iter", "5", "--scheduler", "head-node:8786", "--quiet"])
     assert_one_line_error(code, capsys.readouterr().err, "tcp://")

@@ -90,8 +90,8 @@ def test_remove_to_npy_and_png(capsys, frame, tmp_path):
     source = tmp_path / "in.npy"
     np.save(source, frame)
     npy = tmp_path / "out.npy"
-    code, _, err = _run(capsys, ["remove", str(source), "-o", str(npy), "--preset", "paper", "--n-iter", N_ITER,
-                                 "--quiet"])
+    code, _, err = _run(capsys, ["remove", str(source), "-o", str(npy), "--preset", "paper",
+                                 "--n-iter", N_ITER, "--quiet"])
     assert code == 0, err
     assert "checkpoint" not in err
     result = np.load(npy)
@@ -106,8 +106,8 @@ def test_remove_to_npy_and_png(capsys, frame, tmp_path):
                            "out.npy is written once, at the end, and a killed run starts "
                            "again from the beginning")
     png = tmp_path / "out.png"
-    code, _, err = _run(capsys, ["remove", str(source), "-o", str(png), "--preset", "paper", "--n-iter", N_ITER,
-                                 "--quiet"])
+    code, _, err = _run(capsys, ["remove", str(source), "-o", str(png), "--preset", "paper",
+                                 "--n-iter", N_ITER, "--quiet"])
     assert code == 0, err
     with Image.open(png) as im:
         picture = np.asarray(im)
@@ -164,8 +164,8 @@ def test_errors_are_one_line(capsys, bad_inputs, tmp_path, case, extra, fragment
     if case == "bad_extension":
         output = tmp_path / "result.xyz"
     digest = sha256_file(source) if source.exists() else None
-    code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--preset", "paper", "--n-iter", "5",
-                                   *extra])
+    code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--preset", "paper",
+                                   "--n-iter", "5", *extra])
     assert_one_line_error(code, err, *fragments)
     assert out == ""
     if digest is not None:
@@ -179,8 +179,8 @@ def test_overwrite_replaces_an_existing_output(capsys, frame, tmp_path):
     np.save(source, frame)
     out = tmp_path / "o.fits"
     out.write_bytes(b"old")
-    code, _, err = _run(capsys, ["remove", str(source), "-o", str(out), "--preset", "paper", "--n-iter", "5",
-                                 "--overwrite", "--quiet"])
+    code, _, err = _run(capsys, ["remove", str(source), "-o", str(out), "--preset", "paper",
+                                 "--n-iter", "5", "--overwrite", "--quiet"])
     assert code == 0, err
     assert fits.getdata(out).shape == (SIZE, SIZE)
 

@@ -192,8 +192,8 @@ def test_a_killed_worker_is_replaced_by_resuming_on_the_other(cluster, fits_inpu
     address, workers = cluster
     out = tmp_path / "out.zarr"
     command = [str(BIN / "destar"), "remove", str(fits_input), "-o", str(out), "--chunk",
-               "128", "--preset", "paper", "--n-iter", "150", "--checkpoint-every", "10", "--scheduler",
-               address, "--quiet"]
+               "128", "--preset", "paper", "--n-iter", "150", "--checkpoint-every", "10",
+               "--scheduler", address, "--quiet"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:

@@ -89,8 +89,8 @@ def test_unfinished_store_is_the_runs_own_and_a_complete_one_is_refused(fits_inp
                                                                          tmp_path):
     out = tmp_path / "out.zarr"
     _unfinished_store(out)  # a writer that died before destar_complete
-    summary = remove_stars_file(fits_input, out, chunk=128, preset="paper", overrides={"n_iter": 10},
-                                progress=False)
+    summary = remove_stars_file(fits_input, out, chunk=128, preset="paper",
+                                overrides={"n_iter": 10}, progress=False)
     assert store_is_complete(out) and summary["resumed_from"] == 0
     assert open_store(out).starless.shape == (256, 256)
     with pytest.raises(FileExistsError, match="complete destar store"):

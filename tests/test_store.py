@@ -136,8 +136,8 @@ def test_store_matches_remove_stars_on_the_same_array(tmp_path):
     image = make_survey_frame((SIZE, SIZE), seed=2, n_stars=80, n_galaxies=2).image
     np.save(tmp_path / "in.npy", image)
     out = tmp_path / "out.zarr"
-    remove_stars_file(tmp_path / "in.npy", out, preset="paper", overrides={"n_iter": N_ITER}, chunk=128,
-                      progress=False)
+    remove_stars_file(tmp_path / "in.npy", out, preset="paper", overrides={"n_iter": N_ITER},
+                      chunk=128, progress=False)
     expected = remove_stars(image, preset="paper", n_iter=N_ITER)
     ds = open_store(out)
     np.testing.assert_allclose(ds.starless.values, expected, rtol=0, atol=1e-9)

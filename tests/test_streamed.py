@@ -152,8 +152,8 @@ def test_killed_streamed_run_redoes_only_unfinished_tiles(tmp_path, frame, monke
     source = tmp_path / "frame.fits"
     fits.PrimaryHDU(frame.astype(np.float32)).writeto(source)
     out = tmp_path / "out.zarr"
-    options = dict(preset="paper", overrides={"n_iter": 40, "threshold_sample": 256 * 256}, chunk=256,
-                   progress=False)
+    options = dict(preset="paper", overrides={"n_iter": 40, "threshold_sample": 256 * 256},
+                   chunk=256, progress=False)
     clean = remove_stars_file(source, tmp_path / "clean.zarr", **options)
     assert clean["tiles_reused"] == 0
 

@@ -97,7 +97,8 @@ def test_dataarray_keeps_dims_coords_and_attrs():
     assert isinstance(result, xr.DataArray)
     assert result.dims == ("y", "x") and result.attrs == {"BUNIT": "DN"}
     np.testing.assert_array_equal(result["y"], array["y"])
-    np.testing.assert_allclose(result.values, remove_stars(image, preset="paper", n_iter=10), atol=1e-9)
+    np.testing.assert_allclose(result.values, remove_stars(image, preset="paper", n_iter=10),
+                               atol=1e-9)
 
 
 def test_default_halo_grows_with_the_iterations():
