@@ -1304,6 +1304,29 @@ def test_a_clipped_galaxy_stays_and_clipped_stars_go():
     assert abs(star_flux_left(fit.starless, truth, observed_stars, threshold=5.0)) < 0.1
 
 
+@pytest.mark.parametrize("scene, centre", [(27, (339, 196)), (60, (410, 114))])
+def test_clipped_galaxy_cores_that_a_wider_profile_fits_nearly_twice_as_well_stay(
+        monkeypatch, scene, centre):
+    """The benchmark's Moffat random scenes r27 and r60 (stretched): galaxy cores
+    clipped at the white level, 29 and 36 pixels, which the profile 3.9 and 4.1 PSF
+    widths wide fits 1.96 and 1.84 times better than the PSF, short of
+    CLIPPED_GALAXY_GAIN, and whose plateaus cover 0.38 and 0.41 of the PSF's reach:
+    they were taken as clipped stars, 156 and 153 DN below the truth over the
+    plateau."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    from bench_random_scenes import draw_specs
+    from survey_frames import build_frame
+
+    frame = build_frame(draw_specs(scene + 1)[scene])
+    starless = remove_stars(frame.image)
+    row, col = centre
+    window = np.s_[row - 10:row + 11, col - 10:col + 11]
+    plateau = frame.truth[window] >= 250
+    assert np.count_nonzero(plateau) >= 25
+    assert np.mean(starless[window][plateau] - frame.truth[window][plateau]) > -30.0
+
+
 def test_clipped_galaxies_with_faint_stars_in_their_window_stay():
     """A compact galaxy clipped on two or three pixels, with four faint stars 8-20 px
     away, in 16 draws: their light in the clipped source's window makes the PSF and
