@@ -1304,6 +1304,16 @@ def test_a_clipped_galaxy_stays_and_clipped_stars_go():
     assert abs(star_flux_left(fit.starless, truth, observed_stars, threshold=5.0)) < 0.1
 
 
+def _random_scene(monkeypatch, index, *, psf="moffat"):
+    """Random scene ``index`` of the benchmark (``benchmarks/bench_random_scenes.py``,
+    with ``psf`` stars), built by its generator, which is loaded from its folder."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_random_scenes import draw_specs
+    from survey_frames import build_frame
+
+    return build_frame(dataclasses.replace(draw_specs(index + 1)[index], psf=psf))
+
+
 @pytest.mark.parametrize("scene, centre", [(27, (339, 196)), (60, (410, 114))])
 def test_clipped_galaxy_cores_that_a_wider_profile_fits_nearly_twice_as_well_stay(
         monkeypatch, scene, centre):
@@ -1313,12 +1323,7 @@ def test_clipped_galaxy_cores_that_a_wider_profile_fits_nearly_twice_as_well_sta
     CLIPPED_GALAXY_GAIN, and whose plateaus cover 0.38 and 0.41 of the PSF's reach:
     they were taken as clipped stars, 156 and 153 DN below the truth over the
     plateau."""
-    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
-    monkeypatch.syspath_prepend(str(benchmarks))
-    from bench_random_scenes import draw_specs
-    from survey_frames import build_frame
-
-    frame = build_frame(draw_specs(scene + 1)[scene])
+    frame = _random_scene(monkeypatch, scene)
     starless = remove_stars(frame.image)
     row, col = centre
     window = np.s_[row - 10:row + 11, col - 10:col + 11]
@@ -1796,12 +1801,7 @@ def test_the_halos_of_a_crowded_stretched_frame_are_measured_against_the_sky(
     background map.  Against that map their rings 6-29 px out lay 3.5-7.4 DN low, the
     stacked wing came out 0, no star got a halo, and 10.0 % of the star flux stayed;
     measured against the sky without the fitted stars, 8.2 %."""
-    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
-    monkeypatch.syspath_prepend(str(benchmarks))
-    from bench_random_scenes import draw_specs
-    from survey_frames import build_frame
-
-    frame = build_frame(dataclasses.replace(draw_specs(4)[3], psf="kolmogorov"))
+    frame = _random_scene(monkeypatch, 3, psf="kolmogorov")
     assert frame.spec.scale == "stretched"
     starless = remove_stars(frame.image)
     assert star_flux_left(starless, frame.truth, frame.stars) < 0.09

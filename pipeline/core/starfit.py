@@ -318,9 +318,9 @@ CLIPPED_GALAXY_PLATEAU_SHARE = 0.3
 #: r27 and r60, stretched: galaxy cores clipped over 29 and 36 pixels, fitted 1.96 and
 #: 1.84 times better by profiles 3.9 and 4.1 PSF widths wide, their plateaus 0.38 and
 #: 0.41 of the PSF's reach, were taken as clipped stars, 156 and 153 DN below the truth
-#: over the plateau.  The clipped stars of the stretched Kolmogorov scenes r6 and r66
-#: that the wider profile fits 1.65-2.0 times better cover 0.52-0.72 on their first
-#: fit.  With ``CLIPPED_GALAXY_GAIN`` itself at 1.8, which leaves them the share of
+#: over the plateau.  The clipped stars of the stretched Kolmogorov scenes r6, and r66
+#: with its galaxies convolved, that the wider profile fits 1.65-2.0 times better cover
+#: 0.52-0.72 on their first fit.  With ``CLIPPED_GALAXY_GAIN`` itself at 1.8, which leaves them the share of
 #: ``CLIPPED_STAR_PLATEAU_SHARE``, the one at 0.52 stayed whole: -0.26 dB on r6.)
 CLIPPED_GALAXY_NEAR_GAIN = 1.8
 CLIPPED_GALAXY_NEAR_SHARE = 0.45
