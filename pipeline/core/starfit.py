@@ -320,8 +320,9 @@ CLIPPED_GALAXY_PLATEAU_SHARE = 0.3
 #: 0.41 of the PSF's reach, were taken as clipped stars, 156 and 153 DN below the truth
 #: over the plateau.  The clipped stars of the stretched Kolmogorov scenes r6, and r66
 #: with its galaxies convolved, that the wider profile fits 1.65-2.0 times better cover
-#: 0.52-0.72 on their first fit.  With ``CLIPPED_GALAXY_GAIN`` itself at 1.8, which leaves them the share of
-#: ``CLIPPED_STAR_PLATEAU_SHARE``, the one at 0.52 stayed whole: -0.26 dB on r6.)
+#: 0.52-0.72 on their first fit.  With ``CLIPPED_GALAXY_GAIN`` itself at 1.8, which
+#: leaves them the share of ``CLIPPED_STAR_PLATEAU_SHARE``, the one at 0.52 stayed
+#: whole: -0.26 dB on r6.)
 CLIPPED_GALAXY_NEAR_GAIN = 1.8
 CLIPPED_GALAXY_NEAR_SHARE = 0.45
 #: A clipped source that the wider profile fits ``CLIPPED_GALAXY_GAIN`` times better
@@ -593,11 +594,26 @@ def _background_maps(image, floor, mask=None):
     try:
         maps = _mesh_maps(image, mask)
         background, rms = maps.background, maps.background_rms
-    except ValueError:  # every mesh mostly masked: flat maps of what is left
-        left = None if mask is None or mask.all() else mask
-        _, level, noise = sigma_clipped_stats(image, mask=left, sigma=3.0, maxiters=10)
-        background, rms = np.full(image.shape, level), np.full(image.shape, noise)
+    except ValueError:
+        background, rms = _flat_maps(image, mask)
     return background, np.maximum(rms, max(floor, np.finfo(float).tiny))
+
+
+def _background_map(image, mask):
+    """The background map of :func:`_background_maps` alone (its RMS map not
+    interpolated)."""
+    try:
+        return _mesh_maps(image, mask).background
+    except ValueError:
+        return _flat_maps(image, mask)[0]
+
+
+def _flat_maps(image, mask):
+    """Flat background and RMS maps of what ``mask`` leaves (all of the image if it
+    leaves nothing), sigma-clipped: the maps where every mesh is mostly masked."""
+    left = None if mask is None or mask.all() else mask
+    _, level, noise = sigma_clipped_stats(image, mask=left, sigma=3.0, maxiters=10)
+    return np.full(image.shape, level), np.full(image.shape, noise)
 
 
 def _pixel_noise(image, mask, background, rms, floor):
@@ -1955,7 +1971,7 @@ def fit_and_subtract_stars(image, *, psf: PSFShape | None = None,
     def wings_in_the_sky_map(model):
         """How far the background map stands above the same map measured without
         the stars' ``model`` (:meth:`_Fitter.add_halos`)."""
-        return background - _background_maps(data - model, rms_floor, mask=sky_mask)[0]
+        return background - _background_map(data - model, sky_mask)
 
     fitter = _Fitter(data - background, rms, saturated, valid, psf, pixel_noise)
     n_extended = 0
