@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_random_scenes.py                 # 24 frames
     .venv/bin/python benchmarks/bench_random_scenes.py --frames 48 --workers 2
+    .venv/bin/python benchmarks/bench_random_scenes.py --first 72 --frames 48  # r72-r119
     .venv/bin/python benchmarks/bench_random_scenes.py --asinh-knee 85.05   # known stretch
     .venv/bin/python benchmarks/bench_random_scenes.py --convolve-galaxies  # as in real frames
     .venv/bin/python benchmarks/bench_random_scenes.py --psf kolmogorov     # wings as r^-11/3
@@ -144,9 +145,12 @@ def report(rows) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--first", type=int, default=0, metavar="K",
+                        help="start at frame rK: the settings drawn before it are "
+                             "skipped, so r72 on is a set that no rule was tuned on")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    specs = with_options(draw_specs(args.frames), args)
+    specs = with_options(draw_specs(args.first + args.frames)[args.first:], args)
     with Pool(args.workers) as pool:
         rows = pool.map(functools.partial(score, asinh_knee=args.asinh_knee), specs,
                         chunksize=1)

@@ -108,6 +108,7 @@ from pipeline.core.background import noise_floor, noiseless_regions, silenced
 from pipeline.core.censoring import find_black_point, uncensored
 from pipeline.core.halos import (
     CLIPPED_WING_STARS,
+    FAINT_WING_CLIPPED_STARS,
     HALO_CLEARANCE,
     HALO_MIN_SNR,
     HALO_REACH,
@@ -1696,12 +1697,12 @@ class _Fitter:
         clear = [(amplitude, row, col, pixel) for amplitude, row, col, pixel in bright
                  if not self.left_in_place[self._window(*pixel, HALO_CLEARANCE)].any()]
         stack = [star for star in clear if not self.saturated[star[3]]]
+        clipped = [star for star in clear if self.saturated[star[3]]]
         # (A wing measured on clipped stars, whose amplitudes come from a Moffat
         # fitted to their wings, through a display's stretch, which bends a bright
         # star's wing more than a faint one's, has no shape that every star shares.)
         wing_has_its_shape = bool(stack)
         if not stack:
-            clipped = [star for star in clear if self.saturated[star[3]]]
             stack = clipped if len(clipped) >= CLIPPED_WING_STARS else []
         sky_offset = None
         if stack and not wing_has_its_shape and wings_in_the_sky_map is not None:
@@ -1709,6 +1710,13 @@ class _Fitter:
         rings = [self._halo_rings(row, col, pixel, sky_offset)
                  for _, row, col, pixel in stack]
         wing = stacked_wing([amplitude for amplitude, *_ in stack], rings)
+        if (wing_has_its_shape and not wing.any()
+                and len(clipped) >= FAINT_WING_CLIPPED_STARS):
+            # Too faint on the unclipped stars, the wing may stand out around the
+            # clipped ones, whose light is far greater.
+            wing = stacked_wing([amplitude for amplitude, *_ in clipped],
+                                [self._halo_rings(row, col, pixel)
+                                 for _, row, col, pixel in clipped])
         clear_pixels = {pixel for *_, pixel in clear}
         for amplitude, row, col, pixel in bright:
             measured = self._halo_rings(row, col, pixel, sky_offset)
