@@ -1159,10 +1159,11 @@ class _Fitter:
         and the plateau covers less than ``CLIPPED_GALAXY_PLATEAU_SHARE`` of the
         pixels where the PSF reaches the clipping level (less than
         ``CLIPPED_GALAXY_NEAR_SHARE`` where it fits ``CLIPPED_GALAXY_NEAR_GAIN`` times
-        better).  In the first case the
-        source is still a star if its plateau covers ``CLIPPED_STAR_PLATEAU_SHARE``
-        of them, the PSF's chi-square is below ``CLIPPED_STAR_MAX_CHI2`` per pixel
-        and the wider profile less than ``CLIPPED_STAR_MAX_WIDTH`` wide.
+        better).  In the first case the source is still a star if the PSF's
+        chi-square is below ``CLIPPED_STAR_MAX_CHI2`` per pixel and its plateau
+        covers ``CLIPPED_STAR_PLATEAU_SHARE`` of them with the wider profile less than
+        ``CLIPPED_STAR_MAX_WIDTH`` wide, or, that profile the widest tried,
+        ``CLIPPED_STAR_WIDEST_SHARE`` of them and no more.
         The wider profile is centred on the clipped ``plateau`` (to within a pixel
         of its bounding box): free to move, with the clipped core unusable, it went
         over to a source beside the core and fitted that instead (two saturated
@@ -1683,7 +1684,9 @@ class _Fitter:
         (:func:`~pipeline.core.halos.stacked_wing`), out to where that stands above
         ``HALO_SIGMAS`` of its noise, and never rising outwards from its brightest
         ring (the rings inside that are the rim of a clipped core, where the model
-        overshoots); see :mod:`pipeline.core.halos`.
+        overshoots); see :mod:`pipeline.core.halos`.  Where the unclipped stars are
+        too faint to show the wing, it is measured on the clipped ones
+        (``FAINT_WING_CLIPPED_STARS``).
 
         ``wings_in_the_sky_map``, if given, maps the model to how far the background
         map stands above the sky without the fitted stars (the same map measured on
