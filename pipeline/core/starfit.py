@@ -1721,16 +1721,19 @@ class _Fitter:
         sky_offset = None
         if stack and not wing_has_its_shape and wings_in_the_sky_map is not None:
             sky_offset = wings_in_the_sky_map(self.model)
-        rings = [self._halo_rings(row, col, pixel, sky_offset)
-                 for _, row, col, pixel in stack]
-        wing = stacked_wing([amplitude for amplitude, *_ in stack], rings)
+
+        def wing_of(stars):
+            return stacked_wing([amplitude for amplitude, *_ in stars],
+                                [self._halo_rings(row, col, pixel, sky_offset)
+                                 for _, row, col, pixel in stars])
+
+        wing = wing_of(stack)
         if (wing_has_its_shape and not wing.any()
                 and len(clipped) >= FAINT_WING_CLIPPED_STARS):
             # Too faint on the unclipped stars, the wing may stand out around the
-            # clipped ones, whose light is far greater.
-            wing = stacked_wing([amplitude for amplitude, *_ in clipped],
-                                [self._halo_rings(row, col, pixel)
-                                 for _, row, col, pixel in clipped])
+            # clipped ones, whose light is far greater.  (No sky offset either way:
+            # there are unclipped stars.)
+            wing = wing_of(clipped)
         clear_pixels = {pixel for *_, pixel in clear}
         for amplitude, row, col, pixel in bright:
             measured = self._halo_rings(row, col, pixel, sky_offset)
