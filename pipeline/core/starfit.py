@@ -113,6 +113,8 @@ from pipeline.core.halos import (
     HALO_MIN_SNR,
     HALO_REACH,
     halo_profile,
+    quadrant_spread,
+    quadrants_agree,
     scene_pedestal,
     stacked_wing,
 )
@@ -1699,7 +1701,14 @@ class _Fitter:
         star flux stayed; 8.2 % with this.  Where unclipped stars measure the wing,
         the rings are left as they are: the light given back there, 0.1-0.2 sigma,
         made the wing of a frame whose stars have none stand out, and halos took a
-        nebula under clipped stars, -57 DN within 12 px of them.)"""
+        nebula under clipped stars, -57 DN within 12 px of them.)  The halos are
+        then measured once more, with the map measured on the data less the model
+        and its halos: the wings beyond the Moffat raise the map as well.
+
+        A star's rings are taken unbiased (:func:`~pipeline.core.halos.halo_profile`)
+        where no source is left in place near it, or where its four quadrants agree
+        (:func:`~pipeline.core.halos.quadrants_agree`): the first round of fits,
+        before the halos, may leave the peaks of a clipped star's own wing in place."""
         bright = [(amplitude, row, col, self._nearest_pixel(row, col))
                   for amplitude, row, col in sorted(self.stars, key=lambda s: -s[0])]
         bright = [(amplitude, row, col, pixel) for amplitude, row, col, pixel in bright
@@ -1718,10 +1727,32 @@ class _Fitter:
         wing_has_its_shape = bool(stack)
         if not stack:
             stack = clipped if len(clipped) >= CLIPPED_WING_STARS else []
-        sky_offset = None
-        if stack and not wing_has_its_shape and wings_in_the_sky_map is not None:
-            sky_offset = wings_in_the_sky_map(self.model)
+        clear_pixels = {pixel for *_, pixel in clear}
 
+        def add_all(sky_offset):
+            self._add_halos_against(sky_offset, bright, stack, clipped, clear_pixels,
+                                    wing_has_its_shape)
+
+        against_the_sky = (stack and not wing_has_its_shape
+                           and wings_in_the_sky_map is not None)
+        if not against_the_sky:
+            add_all(None)
+            return
+        without_halos = self.model.copy()
+        add_all(wings_in_the_sky_map(self.model))
+        # The wings beyond the Moffat raise the map too: measured again without the
+        # halos as well.  (Kolmogorov random scene r78, stretched: the map stood
+        # 11-20 DN above the sky 10-20 px around its brightest stars, 1-2 DN of it
+        # given back against the models without halos.)
+        with_halos, self.model = self.model, without_halos
+        add_all(wings_in_the_sky_map(with_halos))
+
+    def _add_halos_against(self, sky_offset, bright, stack, clipped, clear_pixels,
+                           wing_has_its_shape):
+        """The halos of :meth:`add_halos`, the rings measured with ``sky_offset``:
+        the frame's wing measured on ``stack`` (or on ``clipped``, where the unclipped
+        stars of ``stack`` show none), then each star of ``bright`` given its halo,
+        unbiased if it is one of ``clear_pixels`` or its quadrants agree."""
         def wing_of(stars):
             return stacked_wing([amplitude for amplitude, *_ in stars],
                                 [self._halo_rings(row, col, pixel, sky_offset)
@@ -1734,17 +1765,19 @@ class _Fitter:
             # clipped ones, whose light is far greater.  (No sky offset either way:
             # there are unclipped stars.)
             wing = wing_of(clipped)
-        clear_pixels = {pixel for *_, pixel in clear}
         for amplitude, row, col, pixel in bright:
             measured = self._halo_rings(row, col, pixel, sky_offset)
             if measured is None:
                 continue
-            window, ring, inner, level, error, _ = measured
+            window, ring, inner, level, error, _, spread = measured
             star_wing = amplitude * wing[inner:]
             if wing_has_its_shape:
                 level = level - scene_pedestal(star_wing, level, error)
-            profile = halo_profile(star_wing, inner, level, error,
-                                    unbiased=pixel in clear_pixels)
+            # (A star whose four quadrants agree is clear of sources whatever was
+            # left in place near it: on a stretched frame, peaks of its own wing,
+            # judged before the halos.)
+            unbiased = pixel in clear_pixels or quadrants_agree(spread)
+            profile = halo_profile(star_wing, inner, level, error, unbiased=unbiased)
             if profile is not None:
                 self.model[window] += profile[np.minimum(ring, HALO_REACH)]
 
@@ -1755,12 +1788,13 @@ class _Fitter:
         ``HALO_REACH``.
 
         Returns ``(window, ring of each pixel, first ring, level, error,
-        near_clipped)``: each ring's level is the lowest median of its four
+        near_clipped, spread)``: each ring's level is the lowest median of its four
         quadrants (``inf`` for a ring with no usable pixel), so that a galaxy or a
-        neighbour on one side is no part of it, ``error`` that median's noise, and
-        ``near_clipped`` whether the ring has clipped pixels; ``None`` if no ring
-        has usable pixels in two quadrants.  ``sky_offset`` (an array like the
-        frame), if given, is added to the light first."""
+        neighbour on one side is no part of it, ``error`` that median's noise,
+        ``near_clipped`` whether the ring has clipped pixels, and ``spread`` how far
+        the four medians stand apart (:func:`~pipeline.core.halos.quadrant_spread`);
+        ``None`` if no ring has usable pixels in two quadrants.  ``sky_offset`` (an
+        array like the frame), if given, is added to the light first."""
         window = self._window(*pixel, HALO_REACH)
         dy = np.arange(window[0].start, window[0].stop)[:, None] - row
         dx = np.arange(window[1].start, window[1].stop)[None, :] - col
@@ -1794,14 +1828,16 @@ class _Fitter:
         noise = (self.rms[window] / self.sky_share[window])[inside]
         ring_noise = np.asarray(ndimage.median(noise, ring[inside],
                                                np.arange(inner, HALO_REACH)))
+        quadrant_error = (MEDIAN_NOISE * ring_noise[:, None]
+                          / np.sqrt(np.maximum(counts[start:], 1)))
         lowest = np.argmin(medians, axis=1)
         rows = np.arange(medians.shape[0])
         level = medians[rows, lowest]
-        error = MEDIAN_NOISE * ring_noise / np.sqrt(
-            np.maximum(counts[start:][rows, lowest], 1))
+        error = quadrant_error[rows, lowest]
         near_clipped = ndimage.sum_labels(self.clipped[window], ring,
                                           np.arange(inner, HALO_REACH)) > 0
-        return window, ring, inner, level, error, near_clipped
+        spread = quadrant_spread(medians, quadrant_error)
+        return window, ring, inner, level, error, near_clipped, spread
 
 
 def _fill_clipped_cores(starless, holes, background, finite):
