@@ -788,6 +788,9 @@ class _Fitter:
         offsets = np.abs(np.arange(-self._RING_REACH - self.core,
                                    self._RING_REACH + self.core + 1))
         self._ring_offsets = np.maximum(offsets[:, None], offsets[None, :])
+        # A halo star's rings' noise and contact with clipped cores, by its centre:
+        # they depend on the maps alone, and its rings are measured up to four times.
+        self._ring_noise = {}
 
     def _ring_distance(self, row, col, box):
         """``max(|dy|, |dx|)`` from (row, col) over ``box``, a window around it of
@@ -1820,22 +1823,25 @@ class _Fitter:
             return None
         start = int(np.argmax(measurable))
         inner = first + start
-        residual = self.data[window] - self.model[window]
+        residual = (self.data[window] - self.model[window])[inside]
         if sky_offset is not None:
-            residual = residual + sky_offset[window]
-        medians = np.where(counts > 0, np.reshape(ndimage.median(residual, labels, index),
-                                                  shape), np.inf)[start:]
-        noise = (self.rms[window] / self.sky_share[window])[inside]
-        ring_noise = np.asarray(ndimage.median(noise, ring[inside],
-                                               np.arange(inner, HALO_REACH)))
+            residual = residual + sky_offset[window][inside]
+        medians = np.where(counts > 0,
+                           np.reshape(ndimage.median(residual, labels[inside], index),
+                                      shape), np.inf)[start:]
+        if (row, col) not in self._ring_noise:
+            noise = (self.rms[window] / self.sky_share[window])[inside]
+            self._ring_noise[row, col] = (
+                np.asarray(ndimage.median(noise, ring[inside], np.arange(inner, HALO_REACH))),
+                ndimage.sum_labels(self.clipped[window], ring,
+                                   np.arange(inner, HALO_REACH)) > 0)
+        ring_noise, near_clipped = self._ring_noise[row, col]
         quadrant_error = (MEDIAN_NOISE * ring_noise[:, None]
                           / np.sqrt(np.maximum(counts[start:], 1)))
         lowest = np.argmin(medians, axis=1)
         rows = np.arange(medians.shape[0])
         level = medians[rows, lowest]
         error = quadrant_error[rows, lowest]
-        near_clipped = ndimage.sum_labels(self.clipped[window], ring,
-                                          np.arange(inner, HALO_REACH)) > 0
         spread = quadrant_spread(medians, quadrant_error)
         return window, ring, inner, level, error, near_clipped, spread
 
