@@ -790,7 +790,7 @@ class _Fitter:
         self._ring_offsets = np.maximum(offsets[:, None], offsets[None, :])
         # A halo star's rings' noise and contact with clipped cores, by its centre:
         # they depend on the maps alone, and its rings are measured up to four times.
-        self._ring_noise = {}
+        self._ring_maps = {}
 
     def _ring_distance(self, row, col, box):
         """``max(|dy|, |dx|)`` from (row, col) over ``box``, a window around it of
@@ -1829,13 +1829,13 @@ class _Fitter:
         medians = np.where(counts > 0,
                            np.reshape(ndimage.median(residual, labels[inside], index),
                                       shape), np.inf)[start:]
-        if (row, col) not in self._ring_noise:
+        if (row, col) not in self._ring_maps:
+            radii = np.arange(inner, HALO_REACH)
             noise = (self.rms[window] / self.sky_share[window])[inside]
-            self._ring_noise[row, col] = (
-                np.asarray(ndimage.median(noise, ring[inside], np.arange(inner, HALO_REACH))),
-                ndimage.sum_labels(self.clipped[window], ring,
-                                   np.arange(inner, HALO_REACH)) > 0)
-        ring_noise, near_clipped = self._ring_noise[row, col]
+            self._ring_maps[row, col] = (
+                np.asarray(ndimage.median(noise, ring[inside], radii)),
+                ndimage.sum_labels(self.clipped[window], ring, radii) > 0)
+        ring_noise, near_clipped = self._ring_maps[row, col]
         quadrant_error = (MEDIAN_NOISE * ring_noise[:, None]
                           / np.sqrt(np.maximum(counts[start:], 1)))
         lowest = np.argmin(medians, axis=1)
