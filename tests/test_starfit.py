@@ -1904,7 +1904,7 @@ def test_the_frame_wing_is_what_most_stars_share_in_proportion_to_their_light():
     they measure, and light around one star only (a galaxy it sits in) or noise is
     none."""
     from pipeline.core.halos import (FLATTEST_WING_SLOPE, HALO_REACH, LOWEST_OF_FOUR,
-                                     stacked_wing)
+                                     HaloRings, stacked_wing)
 
     radii = np.arange(3, HALO_REACH)
     wing = 0.01 * ((radii + 0.5) / 3.5) ** (-11 / 3)
@@ -1913,7 +1913,7 @@ def test_the_frame_wing_is_what_most_stars_share_in_proportion_to_their_light():
     clean = np.zeros(radii.size, bool)
 
     def rings(level, near_clipped=clean):
-        return (None, None, 3, level, errors, near_clipped, None)
+        return HaloRings(None, None, 3, level, errors, near_clipped, None)
 
     # Each star's ring levels are the lowest of four quadrants' medians, biased low.
     shared = [rings(amplitude * wing - LOWEST_OF_FOUR * errors)

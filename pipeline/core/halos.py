@@ -24,6 +24,7 @@ measured on the frame by :meth:`pipeline.core.starfit._Fitter._halo_rings`.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,7 +32,8 @@ from pipeline.core.psf import MEDIAN_NOISE, weighted_median
 
 __all__ = ["CLIPPED_WING_STARS", "FAINT_WING_CLIPPED_STARS", "FLATTEST_WING_SLOPE",
            "HALO_CLEARANCE", "HALO_MIN_SNR", "HALO_REACH", "HALO_SIGMAS",
-           "HALO_WING_TOLERANCE", "LOWEST_OF_FOUR", "QUADRANT_SPREAD", "halo_profile",
+           "HALO_WING_TOLERANCE", "LOWEST_OF_FOUR", "QUADRANT_SPREAD", "HaloRings",
+           "halo_profile",
            "quadrant_spread", "quadrants_agree", "scene_pedestal", "stacked_wing"]
 
 #: A star this many noise sigmas at its peak, or a clipped one, gets a halo: the light
@@ -92,6 +94,28 @@ FAINT_WING_CLIPPED_STARS = 3
 #: light of a galaxy around it (Kolmogorov random scene r34: 5 sigma of the galaxy
 #: gone 10-30 px around the star, extended-source RMSE 0.96 sigma; 0.76 with r^-3).
 FLATTEST_WING_SLOPE = -3.0
+
+
+
+class HaloRings(NamedTuple):
+    """The light that the models leave around one star, ring by ring, as
+    ``starfit._Fitter._halo_rings`` measures it on the frame."""
+
+    #: The (row, column) slices of the frame around the star.
+    window: tuple
+    #: The ring of each pixel of ``window`` (its elliptical radius, an integer).
+    ring: np.ndarray
+    #: The first ring measured: ``level`` and the arrays below start there.
+    inner: int
+    #: Each ring's light: the lowest of its four quadrants' medians (``inf`` where
+    #: no pixel is usable).
+    level: np.ndarray
+    #: That median's noise.
+    error: np.ndarray
+    #: Whether the ring has clipped pixels (the model overshoots a clipped core's rim).
+    near_clipped: np.ndarray
+    #: How far the four quadrants' medians stand apart (:func:`quadrant_spread`).
+    spread: np.ndarray
 
 
 def scene_pedestal(star_wing, level, error) -> float:
@@ -193,8 +217,8 @@ def quadrants_agree(spread) -> bool:
 
 def stacked_wing(amplitudes, rings):
     """The frame's wing beyond the PSF's Moffat, per unit of a star's amplitude, ring
-    by ring, from the stars' rings as the fitter measures them
-    (``starfit._Fitter._halo_rings``; rings beside clipped cores left out).
+    by ring, from the stars' :class:`HaloRings` (or ``None``) as the fitter measures
+    them (``starfit._Fitter._halo_rings``; rings beside clipped cores left out).
 
     Each ring's wing is the median of the stars' levels (corrected for the bias of
     the lowest of four medians, ``LOWEST_OF_FOUR``) over their amplitudes, each star
@@ -211,10 +235,10 @@ def stacked_wing(amplitudes, rings):
     for k, (amplitude, measured) in enumerate(zip(amplitudes, rings)):
         if measured is None:
             continue
-        _, _, inner, level, error, near_clipped, _ = measured
-        defined = np.isfinite(level) & ~near_clipped
-        ratios[k, inner:][defined] = (level + LOWEST_OF_FOUR * error)[defined] / amplitude
-        weights[k, inner:][defined] = amplitude / error[defined]
+        defined = np.isfinite(measured.level) & ~measured.near_clipped
+        level, error = measured.level[defined], measured.error[defined]
+        ratios[k, measured.inner:][defined] = (level + LOWEST_OF_FOUR * error) / amplitude
+        weights[k, measured.inner:][defined] = amplitude / error
     wing = np.zeros(HALO_REACH)
     for radius in range(HALO_REACH):
         have = weights[:, radius] > 0

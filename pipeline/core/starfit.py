@@ -112,6 +112,7 @@ from pipeline.core.halos import (
     HALO_CLEARANCE,
     HALO_MIN_SNR,
     HALO_REACH,
+    HaloRings,
     halo_profile,
     quadrant_spread,
     quadrants_agree,
@@ -1772,17 +1773,19 @@ class _Fitter:
             measured = self._halo_rings(row, col, pixel, sky_offset)
             if measured is None:
                 continue
-            window, ring, inner, level, error, _, spread = measured
-            star_wing = amplitude * wing[inner:]
+            star_wing = amplitude * wing[measured.inner:]
+            level = measured.level
             if wing_has_its_shape:
-                level = level - scene_pedestal(star_wing, level, error)
+                level = level - scene_pedestal(star_wing, level, measured.error)
             # (A star whose four quadrants agree is clear of sources whatever was
             # left in place near it: on a stretched frame, peaks of its own wing,
             # judged before the halos.)
-            unbiased = pixel in clear_pixels or quadrants_agree(spread)
-            profile = halo_profile(star_wing, inner, level, error, unbiased=unbiased)
+            unbiased = pixel in clear_pixels or quadrants_agree(measured.spread)
+            profile = halo_profile(star_wing, measured.inner, level, measured.error,
+                                   unbiased=unbiased)
             if profile is not None:
-                self.model[window] += profile[np.minimum(ring, HALO_REACH)]
+                self.model[measured.window] += profile[np.minimum(measured.ring,
+                                                                  HALO_REACH)]
 
     def _halo_rings(self, row, col, pixel, sky_offset=None):
         """The light that the model leaves around the star at (row, col), ring by ring
@@ -1790,13 +1793,10 @@ class _Fitter:
         first ring with pixels beyond the clipped cores in two quadrants, out to
         ``HALO_REACH``.
 
-        Returns ``(window, ring of each pixel, first ring, level, error,
-        near_clipped, spread)``: each ring's level is the lowest median of its four
-        quadrants (``inf`` for a ring with no usable pixel), so that a galaxy or a
-        neighbour on one side is no part of it, ``error`` that median's noise,
-        ``near_clipped`` whether the ring has clipped pixels, and ``spread`` how far
-        the four medians stand apart (:func:`~pipeline.core.halos.quadrant_spread`);
-        ``None`` if no ring has usable pixels in two quadrants.  ``sky_offset`` (an
+        Returns :class:`~pipeline.core.halos.HaloRings`, each ring's level the
+        lowest median of its four quadrants, so that a galaxy or a neighbour on one
+        side is no part of it; ``None`` if no ring has usable pixels in two
+        quadrants.  ``sky_offset`` (an
         array like the frame), if given, is added to the light first."""
         window = self._window(*pixel, HALO_REACH)
         dy = np.arange(window[0].start, window[0].stop)[:, None] - row
@@ -1843,7 +1843,7 @@ class _Fitter:
         level = medians[rows, lowest]
         error = quadrant_error[rows, lowest]
         spread = quadrant_spread(medians, quadrant_error)
-        return window, ring, inner, level, error, near_clipped, spread
+        return HaloRings(window, ring, inner, level, error, near_clipped, spread)
 
 
 def _fill_clipped_cores(starless, holes, background, finite):
