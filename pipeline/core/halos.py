@@ -33,8 +33,8 @@ from pipeline.core.psf import MEDIAN_NOISE, weighted_median
 __all__ = ["CLIPPED_WING_STARS", "FAINT_WING_CLIPPED_STARS", "FLATTEST_WING_SLOPE",
            "HALO_CLEARANCE", "HALO_MIN_SNR", "HALO_REACH", "HALO_SIGMAS",
            "HALO_WING_TOLERANCE", "LOWEST_OF_FOUR", "QUADRANT_SPREAD", "HaloRings",
-           "halo_profile",
-           "quadrant_spread", "quadrants_agree", "scene_pedestal", "stacked_wing"]
+           "halo_profile", "quadrant_spread", "quadrants_agree", "scene_pedestal",
+           "stacked_wing"]
 
 #: A star this many noise sigmas at its peak, or a clipped one, gets a halo: the light
 #: of its wings beyond the PSF's Moffat, measured around it after the first round of
@@ -94,7 +94,6 @@ FAINT_WING_CLIPPED_STARS = 3
 #: light of a galaxy around it (Kolmogorov random scene r34: 5 sigma of the galaxy
 #: gone 10-30 px around the star, extended-source RMSE 0.96 sigma; 0.76 with r^-3).
 FLATTEST_WING_SLOPE = -3.0
-
 
 
 class HaloRings(NamedTuple):
