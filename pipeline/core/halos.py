@@ -236,8 +236,9 @@ def stacked_wing(amplitudes, rings):
             continue
         defined = np.isfinite(measured.level) & ~measured.near_clipped
         level, error = measured.level[defined], measured.error[defined]
-        ratios[k, measured.inner:][defined] = (level + LOWEST_OF_FOUR * error) / amplitude
-        weights[k, measured.inner:][defined] = amplitude / error
+        inner = measured.inner
+        ratios[k, inner:][defined] = (level + LOWEST_OF_FOUR * error) / amplitude
+        weights[k, inner:][defined] = amplitude / error
     wing = np.zeros(HALO_REACH)
     for radius in range(HALO_REACH):
         have = weights[:, radius] > 0
