@@ -971,8 +971,7 @@ class _Fitter:
                         # cusp of 61 sigma 10 px from a clipped star, split 1.75 : 1
                         # in the first round and 2.38 : 1 in the third, whose
                         # brighter half went, -56 sigma.)
-                        near = np.s_[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
-                        if self.kept_whole[near].any():
+                        if self.kept_whole[self._window(row, col, 1)].any():
                             return False
                         if self._star_beside_nucleus(model, two, window, row, col,
                                                      or_kept_whole=True):
@@ -1809,8 +1808,8 @@ class _Fitter:
         Returns :class:`~pipeline.core.halos.HaloRings`, each ring's level the
         lowest median of its four quadrants, so that a galaxy or a neighbour on one
         side is no part of it; ``None`` if no ring has usable pixels in two
-        quadrants.  ``sky_offset`` (an
-        array like the frame), if given, is added to the light first."""
+        quadrants.  ``sky_offset`` (an array like the frame), if given, is added to
+        the light first."""
         window = self._window(*pixel, HALO_REACH)
         dy = np.arange(window[0].start, window[0].stop)[:, None] - row
         dx = np.arange(window[1].start, window[1].stop)[None, :] - col
