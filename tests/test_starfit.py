@@ -1332,6 +1332,40 @@ def test_clipped_galaxy_cores_that_a_wider_profile_fits_nearly_twice_as_well_sta
     assert np.mean(starless[window][plateau] - frame.truth[window][plateau]) > -30.0
 
 
+@pytest.mark.parametrize("scene, centre", [(216, (122, 287)), (234, (57, 435)),
+                                           (186, (361, 99))])
+def test_clipped_galaxy_cores_of_fresh_scenes_stay(monkeypatch, scene, centre):
+    """Galaxy cores clipped at the white level in the benchmark's fresh Moffat random
+    scenes (stretched), taken as clipped stars, 144-158 DN below the truth over the
+    plateau (4-8 DN now).  r216: round, a plateau of 36 pixels, 0.38 of the PSF's
+    reach, which the widest profile fits 1.65 times better than the PSF
+    (``CLIPPED_GALAXY_NEAR_GAIN``).  r234 and r186: fitted 1.50 and 1.47 times
+    better, plateaus of 33 and 32 pixels covering 0.56 and 0.50 of the PSF's reach,
+    as a clipped star's may, but 0.44 and 0.54 more elongated than the PSF
+    (``CLIPPED_GALAXY_ELONGATION``)."""
+    frame = _random_scene(monkeypatch, scene)
+    starless = remove_stars(frame.image)
+    row, col = centre
+    window = np.s_[row - 10:row + 11, col - 10:col + 11]
+    plateau = frame.truth[window] >= 250
+    assert np.count_nonzero(plateau) >= 8
+    assert np.mean(starless[window][plateau] - frame.truth[window][plateau]) > -30.0
+
+
+def test_the_ellipticity_of_a_clipped_plateau():
+    """``1 - minor / major`` of a plateau's pixels: 0 for a disc, the axis ratio's
+    complement for an ellipse, whatever its angle."""
+    from pipeline.core.starfit import _plateau_ellipticity
+
+    yy, xx = np.mgrid[-20:21, -20:21].astype(float)
+    assert _plateau_ellipticity(np.hypot(xx, yy) <= 12) == pytest.approx(0.0, abs=0.01)
+    for angle in (0.0, 0.6, 1.2):
+        u = xx * np.cos(angle) + yy * np.sin(angle)
+        v = yy * np.cos(angle) - xx * np.sin(angle)
+        ellipse = np.hypot(u / 16.0, v / 8.0) <= 1.0
+        assert _plateau_ellipticity(ellipse) == pytest.approx(0.5, abs=0.02)
+
+
 def test_clipped_galaxies_with_faint_stars_in_their_window_stay():
     """A compact galaxy clipped on two or three pixels, with four faint stars 8-20 px
     away, in 16 draws: their light in the clipped source's window makes the PSF and

@@ -51,7 +51,9 @@ stars on linear data.  This module takes the route the survey issue asks for ins
    - saturated stars are fitted on their unclipped wings, together with the bright
      sources beside them, whose light is no part of the star (a clipped source whose
      unclipped light a wider profile fits twice as well as the PSF is a galaxy, and
-     stays whole, unless the PSF predicts its plateau, as it does a stretched star's),
+     stays whole, unless the PSF predicts its plateau, as it does a stretched star's;
+     so is one that it fits 1.3 times as well with a plateau more elongated than the
+     PSF, or short of what the PSF predicts),
      and their clipped cores filled from the background map plus the
      light just around them (peaks on a clipped rim are no new stars);
    - after the first round, each clipped star and each star above 100 sigma gets a
@@ -317,18 +319,37 @@ CLIPPED_GALAXY_GAIN = 2.0
 CLIPPED_GALAXY_SOFT_WIDTH = 2.0
 CLIPPED_GALAXY_SOFT_GAIN = 1.1
 CLIPPED_GALAXY_PLATEAU_SHARE = 0.3
-#: ... and where the wider profile fits it nearly ``CLIPPED_GALAXY_GAIN`` times better,
-#: this many times, a plateau short of this share is a galaxy's.  (Moffat random scenes
-#: r27 and r60, stretched: galaxy cores clipped over 29 and 36 pixels, fitted 1.96 and
-#: 1.84 times better by profiles 3.9 and 4.1 PSF widths wide, their plateaus 0.38 and
-#: 0.41 of the PSF's reach, were taken as clipped stars, 156 and 153 DN below the truth
-#: over the plateau.  The clipped stars of the stretched Kolmogorov scenes r6, and r66
-#: with its galaxies convolved, that the wider profile fits 1.65-2.0 times better cover
-#: 0.52-0.72 on their first fit.  With ``CLIPPED_GALAXY_GAIN`` itself at 1.8, which
-#: leaves them the share of ``CLIPPED_STAR_PLATEAU_SHARE``, the one at 0.52 stayed
-#: whole: -0.26 dB on r6.)
-CLIPPED_GALAXY_NEAR_GAIN = 1.8
+#: ... and where the wider profile fits it more than this many times better, a plateau
+#: short of this share is a galaxy's.  (Moffat random scenes r27 and r60, stretched:
+#: galaxy cores clipped over 29 and 36 pixels, fitted 1.96 and 1.84 times better by
+#: profiles 3.9 and 4.1 PSF widths wide, their plateaus 0.38 and 0.41 of the PSF's
+#: reach, were taken as clipped stars, 156 and 153 DN below the truth over the
+#: plateau; fresh scene r216, round, 1.65 times and 0.38, 144 DN.  Over the stretched
+#: random scenes r0-r287, Moffat and Kolmogorov, the clipped sources fitted 1.6-1.8
+#: times better with plateaus of 0.3-0.45 were 12 galaxy cores and 4 stars, each of
+#: them on a galaxy's light.  The clipped stars of the stretched Kolmogorov scenes r6,
+#: and r66 with its galaxies convolved, that the wider profile fits 1.65-2.0 times
+#: better cover 0.52-0.72 on their first fit.  With ``CLIPPED_GALAXY_GAIN`` itself at
+#: 1.8, which leaves them the share of ``CLIPPED_STAR_PLATEAU_SHARE``, the one at 0.52
+#: stayed whole: -0.26 dB on r6.)
+CLIPPED_GALAXY_NEAR_GAIN = 1.6
 CLIPPED_GALAXY_NEAR_SHARE = 0.45
+#: ... and where it fits ``CLIPPED_GALAXY_ELONGATED_GAIN`` times better, a plateau
+#: short of ``CLIPPED_GALAXY_ELONGATED_SHARE`` and more elongated than the PSF by
+#: ``CLIPPED_GALAXY_ELONGATION`` (``1 - minor / major`` of its pixels' second
+#: moments, over at least ``ELONGATED_PLATEAU_PIXELS``) is a galaxy's: a clipped
+#: star's plateau has the PSF's shape, a galaxy's core its own.  (Over the stretched
+#: random scenes r0-r287, Moffat and Kolmogorov, the clipped sources of at least 5
+#: pixels that the soft test above took for stars, fitted 1.3-2 times better by the
+#: wider profile, with plateaus short of 0.6 of the PSF's reach: the plateaus of 53
+#: stars clear of galaxies were at most 0.11 more elongated than the PSF, of 41 galaxy
+#: cores 31 more than 0.2, of 41 stars on a galaxy's light 6.  Fresh scenes r234 and
+#: r186, Moffat: galaxy cores clipped over 33 and 32 pixels, 0.44 and 0.54 more
+#: elongated than the PSF, were taken as stars, 148 and 158 DN below the truth.)
+CLIPPED_GALAXY_ELONGATED_GAIN = 1.3
+CLIPPED_GALAXY_ELONGATED_SHARE = 0.6
+CLIPPED_GALAXY_ELONGATION = 0.2
+ELONGATED_PLATEAU_PIXELS = 5
 #: A clipped source that the wider profile fits ``CLIPPED_GALAXY_GAIN`` times better
 #: is still a star if its plateau covers at least this share of the pixels where the
 #: PSF fitted to its unclipped light reaches the clipping level (the PSF predicts its
@@ -889,7 +910,8 @@ class _Fitter:
             # amplitude, which may come out at thousands of sigma.
             return None
         if saturated and self.data[row, col] < CLIPPED_GALAXY_MAX_SNR * self.rms[row, col] \
-                and self._clipped_galaxy(model, usable, params, light):
+                and self._clipped_galaxy(model, usable, params, light,
+                                         self.psf.ellipticity):
             self.extended_cores[window] |= light    # (its clipped plateau)
             return False
         local_noise = _median(self.rms[window])
@@ -1168,7 +1190,7 @@ class _Fitter:
         return False
 
     @staticmethod
-    def _clipped_galaxy(model: _WindowModel, usable, params, plateau):
+    def _clipped_galaxy(model: _WindowModel, usable, params, plateau, psf_ellipticity):
         """Whether a clipped source is a galaxy (on stretched frames, bright galaxies
         reach the white level): the PSF fits its unclipped light badly
         (``CLIPPED_GALAXY_CHI2`` per pixel), and a profile wider by ``GALAXY_WIDTH``
@@ -1177,9 +1199,12 @@ class _Fitter:
         and the plateau covers less than ``CLIPPED_GALAXY_PLATEAU_SHARE`` of the
         pixels where the PSF reaches the clipping level (less than
         ``CLIPPED_GALAXY_NEAR_SHARE`` where it fits ``CLIPPED_GALAXY_NEAR_GAIN`` times
-        better).  In the first case the source is still a star if the PSF's
-        chi-square is below ``CLIPPED_STAR_MAX_CHI2`` per pixel and its plateau
-        covers ``CLIPPED_STAR_PLATEAU_SHARE`` of them with the wider profile less than
+        better, or where it fits ``CLIPPED_GALAXY_ELONGATED_GAIN`` times better and
+        the plateau, short of ``CLIPPED_GALAXY_ELONGATED_SHARE`` of them, is more
+        elongated than ``psf_ellipticity`` by ``CLIPPED_GALAXY_ELONGATION``).  In the
+        first case the source is still a star if the PSF's chi-square is below
+        ``CLIPPED_STAR_MAX_CHI2`` per pixel and its plateau covers
+        ``CLIPPED_STAR_PLATEAU_SHARE`` of them with the wider profile less than
         ``CLIPPED_STAR_MAX_WIDTH`` wide, or, that profile the widest tried,
         ``CLIPPED_STAR_WIDEST_SHARE`` of them and no more.
         The wider profile is centred on the clipped ``plateau`` (to within a pixel
@@ -1207,6 +1232,12 @@ class _Fitter:
         if (width <= CLIPPED_GALAXY_SOFT_WIDTH
                 or psf_chi2 <= CLIPPED_GALAXY_SOFT_GAIN * wide_chi2):
             return False
+        if (psf_chi2 > CLIPPED_GALAXY_ELONGATED_GAIN * wide_chi2
+                and ELONGATED_PLATEAU_PIXELS <= plateau.sum()
+                < CLIPPED_GALAXY_ELONGATED_SHARE * reach
+                and _plateau_ellipticity(plateau)
+                > psf_ellipticity + CLIPPED_GALAXY_ELONGATION):
+            return True
         if psf_chi2 > CLIPPED_GALAXY_NEAR_GAIN * wide_chi2:
             return plateau.sum() < CLIPPED_GALAXY_NEAR_SHARE * reach
         return plateau.sum() < CLIPPED_GALAXY_PLATEAU_SHARE * reach
@@ -1856,6 +1887,15 @@ class _Fitter:
         error = quadrant_error[rows, lowest]
         spread = quadrant_spread(medians, quadrant_error)
         return HaloRings(window, ring, inner, level, error, near_clipped, spread)
+
+
+def _plateau_ellipticity(plateau) -> float:
+    """``1 - minor / major`` of a clipped plateau (a boolean mask), from its pixels'
+    second moments, each pixel a unit square."""
+    rows, cols = np.nonzero(plateau)
+    covariance = np.cov(np.vstack([rows, cols]).astype(np.float64)) + np.eye(2) / 12.0
+    minor, major = np.linalg.eigvalsh(covariance)
+    return 1.0 - math.sqrt(minor / major)
 
 
 def _fill_clipped_cores(starless, holes, background, finite):
