@@ -1314,6 +1314,19 @@ def _random_scene(monkeypatch, index, *, psf="moffat"):
     return build_frame(dataclasses.replace(draw_specs(index + 1)[index], psf=psf))
 
 
+def _clipped_core_error(monkeypatch, scene, centre):
+    """The pixels of the galaxy core clipped at the white level within 10 px of
+    ``centre`` in the benchmark's Moffat random scene ``scene``, and the mean of the
+    starless image less the truth over them."""
+    frame = _random_scene(monkeypatch, scene)
+    starless = remove_stars(frame.image)
+    row, col = centre
+    window = np.s_[row - 10:row + 11, col - 10:col + 11]
+    plateau = frame.truth[window] >= 250
+    return (np.count_nonzero(plateau),
+            np.mean(starless[window][plateau] - frame.truth[window][plateau]))
+
+
 @pytest.mark.parametrize("scene, centre", [(27, (339, 196)), (60, (410, 114))])
 def test_clipped_galaxy_cores_that_a_wider_profile_fits_nearly_twice_as_well_stay(
         monkeypatch, scene, centre):
@@ -1323,13 +1336,9 @@ def test_clipped_galaxy_cores_that_a_wider_profile_fits_nearly_twice_as_well_sta
     CLIPPED_GALAXY_GAIN, and whose plateaus cover 0.38 and 0.41 of the PSF's reach:
     they were taken as clipped stars, 156 and 153 DN below the truth over the
     plateau."""
-    frame = _random_scene(monkeypatch, scene)
-    starless = remove_stars(frame.image)
-    row, col = centre
-    window = np.s_[row - 10:row + 11, col - 10:col + 11]
-    plateau = frame.truth[window] >= 250
-    assert np.count_nonzero(plateau) >= 25
-    assert np.mean(starless[window][plateau] - frame.truth[window][plateau]) > -30.0
+    pixels, shortfall = _clipped_core_error(monkeypatch, scene, centre)
+    assert pixels >= 25
+    assert shortfall > -30.0
 
 
 @pytest.mark.parametrize("scene, centre", [(216, (122, 287)), (234, (57, 435)),
@@ -1343,13 +1352,9 @@ def test_clipped_galaxy_cores_of_fresh_scenes_stay(monkeypatch, scene, centre):
     better, plateaus of 33 and 32 pixels covering 0.56 and 0.50 of the PSF's reach,
     as a clipped star's may, but 0.44 and 0.54 more elongated than the PSF
     (``CLIPPED_GALAXY_ELONGATION``)."""
-    frame = _random_scene(monkeypatch, scene)
-    starless = remove_stars(frame.image)
-    row, col = centre
-    window = np.s_[row - 10:row + 11, col - 10:col + 11]
-    plateau = frame.truth[window] >= 250
-    assert np.count_nonzero(plateau) >= 8
-    assert np.mean(starless[window][plateau] - frame.truth[window][plateau]) > -30.0
+    pixels, shortfall = _clipped_core_error(monkeypatch, scene, centre)
+    assert pixels >= 8
+    assert shortfall > -30.0
 
 
 def test_the_ellipticity_of_a_clipped_plateau():
