@@ -1360,7 +1360,6 @@ def test_clipped_galaxy_cores_of_fresh_scenes_stay(monkeypatch, scene, centre):
     assert shortfall > -30.0
 
 
-
 def test_a_clipped_star_cut_by_the_frames_edge_is_no_elongated_galaxy(monkeypatch):
     """A clipped plateau cut by the frame's edge is elongated by the cut: the
     benchmark's edge-settings frame ``beta2`` (Moffat beta 2, stretched) has a clipped
@@ -1379,6 +1378,7 @@ def test_a_clipped_star_cut_by_the_frames_edge_is_no_elongated_galaxy(monkeypatc
     assert np.mean(frame.stars[near]) > 3 * frame.sigma
     assert np.mean(starless[near] - frame.truth[near]) < frame.sigma
 
+
 def test_a_clipped_star_whose_psf_fit_is_off_by_its_neighbours_goes(monkeypatch):
     """Kolmogorov random scene r246 (stretched): a clipped star of 5.8e6 ADU, two
     fainter stars 5 and 11 px from it, its plateau 0.61 of the PSF's reach, fitted
@@ -1391,6 +1391,7 @@ def test_a_clipped_star_whose_psf_fit_is_off_by_its_neighbours_goes(monkeypatch)
     near = np.hypot(rows - 459.2, cols - 106.2) < 10
     assert np.mean(frame.stars[near]) > 10 * frame.sigma
     assert np.mean(starless[near] - frame.truth[near]) < 2 * frame.sigma
+
 
 def test_the_ellipticity_of_a_clipped_plateau():
     """``1 - minor / major`` of a plateau's pixels: 0 for a disc, the axis ratio's

@@ -375,9 +375,9 @@ ELONGATED_PLATEAU_PIXELS = 5
 #: go with it (fitted best 4.5-4.7 PSF widths wide) and 2 stay (5 wide, as compact
 #: exponential discs are).  A Gaussian disc clipped over 300 pixels, which the PSF
 #: fits to 10-11 per pixel, stays.  (Over the stretched random scenes r0-r287, Moffat
-#: and Kolmogorov, no galaxy core covered 0.55 of that area and was fitted twice as
+#: and Kolmogorov, no galaxy core covered 0.55-1 of that area and was fitted twice as
 #: well by a profile narrower than 4.9 PSF widths; the clipped stars that were, the
-#: PSF fitted to 1.3-6.0 per pixel, or to 56-69 with a second clipped star in the
+#: PSF fitted to at most 6.0 per pixel, or to 56-69 with a second clipped star in the
 #: plateau.  With this at 5, Kolmogorov scene r246's clipped star of 5.8e6 ADU,
 #: fitted to 6.0 per pixel with two fainter stars 5 and 11 px away, was kept whole,
 #: 254 DN above the truth within 5 px.)
