@@ -1304,10 +1304,23 @@ def test_a_clipped_galaxy_stays_and_clipped_stars_go():
     assert abs(star_flux_left(fit.starless, truth, observed_stars, threshold=5.0)) < 0.1
 
 
+def _benchmarks_importable(monkeypatch):
+    """Put the benchmarks' folder on ``sys.path`` for this test, so that their frame
+    generators can be imported."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def _within(shape, centre, radius):
+    """The pixels of an image of ``shape`` closer than ``radius`` to ``centre``
+    (row, col)."""
+    rows, cols = np.indices(shape)
+    return np.hypot(rows - centre[0], cols - centre[1]) < radius
+
+
 def _random_scene(monkeypatch, index, *, psf="moffat"):
     """Random scene ``index`` of the benchmark (``benchmarks/bench_random_scenes.py``,
     with ``psf`` stars), built by its generator, which is loaded from its folder."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    _benchmarks_importable(monkeypatch)
     from bench_random_scenes import draw_specs
     from survey_frames import build_frame
 
@@ -1366,15 +1379,14 @@ def test_a_clipped_star_cut_by_the_frames_edge_is_no_elongated_galaxy(monkeypatc
     star of 1.1e4 ADU on its left edge, its plateau 0.32 more elongated than the PSF
     and fitted 1.24 times better by a wider profile; taken as a galaxy's core it was
     kept whole, 21 DN above the truth over the 557 pixels it changed."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    _benchmarks_importable(monkeypatch)
     from bench_edge_settings import edge_specs
     from survey_frames import build_frame
 
     frame = build_frame(next(spec for spec in edge_specs()
                              if spec.name == "beta2-stretched"))
     starless = remove_stars(frame.image)
-    rows, cols = np.indices(frame.image.shape)
-    near = np.hypot(rows - 51.9, cols - 0.3) < 10
+    near = _within(frame.image.shape, (51.9, 0.3), 10)
     assert np.mean(frame.stars[near]) > 3 * frame.sigma
     assert np.mean(starless[near] - frame.truth[near]) < frame.sigma
 
@@ -1387,8 +1399,7 @@ def test_a_clipped_star_whose_psf_fit_is_off_by_its_neighbours_goes(monkeypatch)
     on average within 10 px (13 DN now, 1 sigma)."""
     frame = _random_scene(monkeypatch, 246, psf="kolmogorov")
     starless = remove_stars(frame.image)
-    rows, cols = np.indices(frame.image.shape)
-    near = np.hypot(rows - 459.2, cols - 106.2) < 10
+    near = _within(frame.image.shape, (459.2, 106.2), 10)
     assert np.mean(frame.stars[near]) > 10 * frame.sigma
     assert np.mean(starless[near] - frame.truth[near]) < 2 * frame.sigma
 

@@ -52,8 +52,8 @@ stars on linear data.  This module takes the route the survey issue asks for ins
      sources beside them, whose light is no part of the star (a clipped source whose
      unclipped light a wider profile fits twice as well as the PSF is a galaxy, and
      stays whole, unless the PSF predicts its plateau, as it does a stretched star's;
-     so is one that it fits 1.3 times as well with a plateau more elongated than the
-     PSF, or short of what the PSF predicts),
+     so is one that it fits 1.2 times as well with a plateau more elongated than the
+     PSF and clear of the frame's edge, or short of what the PSF predicts),
      and their clipped cores filled from the background map plus the
      light just around them (peaks on a clipped rim are no new stars);
    - after the first round, each clipped star and each star above 100 sigma gets a
