@@ -1445,27 +1445,20 @@ def test_a_clipped_star_cut_by_the_frames_edge_is_no_elongated_galaxy(monkeypatc
     assert np.mean(starless[near] - frame.truth[near]) < frame.sigma
 
 
-def test_a_clipped_star_whose_psf_fit_is_off_by_its_neighbours_goes(monkeypatch):
-    """Kolmogorov random scene r246 (stretched): a clipped star of 5.8e6 ADU, two
-    fainter stars 5 and 11 px from it, its plateau 0.61 of the PSF's reach, fitted
-    3.2 times better by a profile 3.1 PSF widths wide and to 6.0 per pixel by the PSF
-    (``CLIPPED_STAR_MAX_CHI2``), was kept whole as a galaxy: 185 DN above the truth
-    on average within 10 px (13 DN now, 1 sigma)."""
-    frame = _random_scene(monkeypatch, 246, psf="kolmogorov")
+@pytest.mark.parametrize("scene, centre", [(246, (459.2, 106.2)), (174, (118.0, 82.2))])
+def test_clipped_stars_of_kolmogorov_scenes_go(monkeypatch, scene, centre):
+    """Clipped stars that stayed in Kolmogorov random scenes (stretched).  r246: a
+    clipped star of 5.8e6 ADU, two fainter stars 5 and 11 px from it, its plateau 0.61
+    of the PSF's reach, fitted 3.2 times better by a profile 3.1 PSF widths wide and
+    to 6.0 per pixel by the PSF (``CLIPPED_STAR_MAX_CHI2``), was kept whole as a
+    galaxy: 185 DN above the truth on average within 10 px (13 DN now, 1 sigma).
+    r174: clipped stars of 1.4e7 and 1.0e7 ADU 19 px apart make one plateau of two
+    lobes; fitted from the whole plateau's centre, one PSF went between them, and the
+    fainter kept 135 DN (9.6 sigma) on average within 10 px; each lobe fitted as a
+    star, it keeps 12 (``CLIPPED_LOBE_DEPTH``)."""
+    frame = _random_scene(monkeypatch, scene, psf="kolmogorov")
     starless = remove_stars(frame.image)
-    near = _within(frame.image.shape, (459.2, 106.2), 10)
-    assert np.mean(frame.stars[near]) > 10 * frame.sigma
-    assert np.mean(starless[near] - frame.truth[near]) < 2 * frame.sigma
-
-
-def test_two_clipped_stars_in_one_plateau_go(monkeypatch):
-    """Kolmogorov random scene r174 (stretched): clipped stars of 1.4e7 and 1.0e7 ADU
-    19 px apart make one plateau of two lobes.  Fitted from the whole plateau's
-    centre, the fainter kept 135 DN (9.6 sigma) on average within 10 px; each lobe
-    fitted as a star, it keeps 12 (``CLIPPED_LOBE_DEPTH``)."""
-    frame = _random_scene(monkeypatch, 174, psf="kolmogorov")
-    starless = remove_stars(frame.image)
-    near = _within(frame.image.shape, (118.0, 82.2), 10)
+    near = _within(frame.image.shape, centre, 10)
     assert np.mean(frame.stars[near]) > 10 * frame.sigma
     assert np.mean(starless[near] - frame.truth[near]) < 2 * frame.sigma
 
