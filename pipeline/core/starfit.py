@@ -623,14 +623,12 @@ def _saturated(data, finite, level, psf: PSFShape):
 
 def _clipped_lobes(plateaus):
     """Labels (from 1; 0 off the plateaus) of the lobes of the clipped ``plateaus``
-    (labels): the catchment basins of the distance to a plateau's edge around the
+    (labels 1..n, as ``ndimage.label`` gives them): the catchment basins of the distance to a plateau's edge around the
     maxima that stand ``CLIPPED_LOBE_DEPTH`` above the necks between them; a plateau
     without two such maxima is one lobe."""
     lobes = np.zeros(plateaus.shape, np.int32)
     count = 0
     for index, box in enumerate(ndimage.find_objects(plateaus), start=1):
-        if box is None:
-            continue
         plateau = plateaus[box] == index
         # (The frame's edge is a plateau's edge too.)
         depth = ndimage.distance_transform_edt(np.pad(plateau, 1))[1:-1, 1:-1]
@@ -956,7 +954,7 @@ class _Fitter:
             if group is not None:
                 fitted = group[0].copy()
                 params = np.array([*fitted[:3], *fitted[-4:-1], 1.0])
-                fitted[0] = 0.0
+                fitted[0] = 0.0         # (the other lobes' PSFs alone, no plane)
                 fitted[-4:-1] = 0.0
                 cut = cut - model.image(fitted)
                 model = _WindowModel(cut, weights, self.psf, self.sky_share[window])
