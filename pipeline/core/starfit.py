@@ -623,9 +623,9 @@ def _saturated(data, finite, level, psf: PSFShape):
 
 def _clipped_lobes(plateaus):
     """Labels (from 1; 0 off the plateaus) of the lobes of the clipped ``plateaus``
-    (labels 1..n, as ``ndimage.label`` gives them): the catchment basins of the distance to a plateau's edge around the
-    maxima that stand ``CLIPPED_LOBE_DEPTH`` above the necks between them; a plateau
-    without two such maxima is one lobe."""
+    (labels 1..n, as ``ndimage.label`` gives them): the catchment basins of the
+    distance to a plateau's edge around the maxima that stand ``CLIPPED_LOBE_DEPTH``
+    above the necks between them; a plateau without two such maxima is one lobe."""
     lobes = np.zeros(plateaus.shape, np.int32)
     count = 0
     for index, box in enumerate(ndimage.find_objects(plateaus), start=1):
