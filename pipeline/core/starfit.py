@@ -1117,10 +1117,8 @@ class _Fitter:
         side, and a lobe of a galaxy's core may pass for a star on its own (a
         stretched galaxy's core that the PSF fits to 1.0 per pixel, Kolmogorov
         random scene r228).  (See ``CLIPPED_LOBE_DEPTH``.)"""
-        label = self.plateaus[row, col]
-        box = self._plateau_boxes[label - 1]
-        lobes = np.where(self.plateaus[box] == label, self.lobes[box], 0)
-        others = np.unique(lobes[(lobes > 0) & (lobes != self.lobes[row, col])])
+        box = self._plateau_boxes[self.plateaus[row, col] - 1]
+        lobes, others = self._other_lobes(box, row, col)
         if not others.size:
             return False
         self._subtract(window, *params[:3])
@@ -1148,10 +1146,16 @@ class _Fitter:
     def _sibling_lobes(self, window, row, col):
         """Centres ((x, y) in ``window``) of the parts in ``window`` of the other
         lobes of the clipped plateau at (row, col)."""
-        lobes = self.lobes[window]
-        plateau = self.plateaus[window] == self.plateaus[row, col]
-        others = np.unique(lobes[plateau & (lobes != self.lobes[row, col])])
+        lobes, others = self._other_lobes(window, row, col)
         return [ndimage.center_of_mass(lobes == lobe)[::-1] for lobe in others]
+
+    def _other_lobes(self, region, row, col):
+        """``(lobes, others)``: the lobes' labels over ``region`` (slices of the
+        frame), 0 off the clipped plateau at (row, col), and the labels there of that
+        plateau's lobes other than the one at (row, col)."""
+        lobes = np.where(self.plateaus[region] == self.plateaus[row, col],
+                         self.lobes[region], 0)
+        return lobes, np.unique(lobes[(lobes > 0) & (lobes != self.lobes[row, col])])
 
     @staticmethod
     def _fit_from(model: _WindowModel, usable, start):
