@@ -624,7 +624,10 @@ def _saturated(data, finite, level, psf: PSFShape):
     for index in np.nonzero((sizes == 1) & lone)[0]:
         if index > 0:
             rows, cols = boxes[index - 1]
-            plateau[index] = _below_its_psf(data, finite, rows.start, cols.start, psf)
+            # (Pixels at the clip level around it, another star's clipped core,
+            # say nothing of its PSF's level.)
+            plateau[index] = _below_its_psf(data, finite & ~near_max, rows.start,
+                                            cols.start, psf)
     plateau[0] = False
     return plateau[labels]
 
