@@ -1463,6 +1463,33 @@ def test_clipped_stars_of_kolmogorov_scenes_go(monkeypatch, scene, centre):
     assert np.mean(starless[near] - frame.truth[near]) < 2 * frame.sigma
 
 
+def test_a_bright_star_on_a_galaxys_slope_goes(monkeypatch):
+    """Kolmogorov random scene r326 (sky-subtracted): a star of 3.4e4 ADU on the
+    slope of a galaxy, 5 px from its cusp.  Without the plane, a profile 1.11 PSF
+    widths wide fits its core better than the PSF on its plane (1.3 against 2.4 per
+    pixel), and it stayed as a galaxy, 20 sigma above the truth on average within 5
+    px; the PSF on its plane misses its core by 1.3 % of its peak, as a star's
+    (``ON_PLANE_MAX_MISMATCH``), and it goes."""
+    frame = _random_scene(monkeypatch, 326, psf="kolmogorov")
+    starless = remove_stars(frame.image)
+    near = _within(frame.image.shape, (347.5, 172.05), 5)
+    assert np.mean(frame.stars[near]) > 10 * frame.sigma
+    assert np.mean(starless[near] - frame.truth[near]) < 5 * frame.sigma
+
+
+def test_a_star_clipped_on_one_pixel_beside_a_clipped_star_goes(monkeypatch):
+    """Moffat random scene r352 (linear): a star of 2.9e5 ADU clipped on one pixel,
+    2 px from the plateau of a clipped star of 8e6 ADU.  Judged against its PSF with
+    that plateau's pixels in its fit, it passed for unclipped; then, its peak on the
+    clipped pixels' rim, it was never fitted: 27 sigma above the truth on average
+    within 5 px.  Judged without them, it is clipped and goes."""
+    frame = _random_scene(monkeypatch, 352)
+    starless = remove_stars(frame.image)
+    near = _within(frame.image.shape, (278.3, 437.2), 5)
+    assert np.mean(frame.stars[near]) > 100 * frame.sigma
+    assert abs(np.mean(starless[near] - frame.truth[near])) < 2 * frame.sigma
+
+
 def test_two_clipped_galaxy_cores_in_one_plateau_stay(monkeypatch):
     """Kolmogorov random scene r228 (stretched): the clipped cores of two galaxies side
     by side make one plateau of two lobes.  Judged on its own, the lobe of 88 pixels,
