@@ -243,10 +243,11 @@ ON_PLANE_WINDOW_GAIN = 3.0
 #: ... and, bright, wherever the PSF on its plane misses its core by less than this
 #: fraction of its peak (RMS, :meth:`_Fitter._core_mismatch`), however well the wider
 #: profile fits: a galaxy's core misses by its excess width at any brightness, a
-#: bright star by the PSF model's own mismatch.  (Random scenes r0-r28, both PSFs:
-#: sources kept for a wider core missed by 2.4 % at least, galaxies' cores by 4.2 %;
-#: Kolmogorov r326, a 34000 ADU star on a galaxy's slope 5 px from its cusp, by 1.3 %
-#: at 2.4 per pixel, kept at 171 sigma.)
+#: bright star by the PSF model's own mismatch.  (Random scenes r0-r28, Moffat, and
+#: r0-r25, Kolmogorov: the bright sources kept for a wider core missed by 2.4 % at
+#: least, the galaxies' cores among them by 4.2 %; Kolmogorov r326, a star of 3.4e4 ADU
+#: on a galaxy's slope 5 px from its cusp, by 1.3 % at 2.4 per pixel, was kept at 171
+#: sigma.)
 ON_PLANE_MAX_MISMATCH = 0.02
 #: A bright source that passes as one star is fitted again as two (:meth:`_Fitter._pair`)
 #: when the PSF on its plane fits its core to worse than this chi-square per pixel; the
