@@ -589,7 +589,7 @@ def _saturated(data, finite, level, psf: PSFShape):
     """Clipped pixels: connected plateaus of at least 3 pixels at or above ``level``,
     of 2 at the same value (to ``FLAT_TOLERANCE``), or of 1 whose neighbours are all
     below ``LONE_PEAK_FRACTION`` of it and that is lower than the ``psf`` fitted to
-    them predicts (:func:`_below_its_psf`).
+    the pixels around it below ``level`` predicts (:func:`_below_its_psf`).
 
     An unsaturated star has one or two pixels within a few per cent of its peak; a
     star clipped at the full well (or at 255) has a flat top of several.
