@@ -621,14 +621,15 @@ def _saturated(data, finite, level, psf: PSFShape):
     plateau = (sizes >= 3) | ((sizes == 2) & flat)
     # A lone pixel is clipped only if it lies below its PSF: the brightest star of an
     # unclipped frame stands out as much when it is sharp and centred on a pixel.
+    # (Pixels at the clip level around it, another star's clipped core, say nothing
+    # of its PSF's level.)
+    below_level = finite & ~near_max
     boxes = ndimage.find_objects(labels)
     for index in np.nonzero((sizes == 1) & lone)[0]:
         if index > 0:
             rows, cols = boxes[index - 1]
-            # (Pixels at the clip level around it, another star's clipped core,
-            # say nothing of its PSF's level.)
-            plateau[index] = _below_its_psf(data, finite & ~near_max, rows.start,
-                                            cols.start, psf)
+            plateau[index] = _below_its_psf(data, below_level, rows.start, cols.start,
+                                            psf)
     plateau[0] = False
     return plateau[labels]
 
