@@ -545,36 +545,20 @@ def test_clipped_stars_whose_cores_touch_both_go():
     assert np.count_nonzero(np.array(worst) > 10.0) <= 8, np.round(worst)
 
 
-def test_clipped_stars_whose_plateaus_merge_without_a_neck_both_go():
-    """Pairs of clipped stars (peaks of 4e4-1.6e5 DN and 0.3 to 1 times as bright,
-    clipped at 4000) 8 px apart, whose plateaus merge in one of a single lobe: fitted
-    from the plateau's centre, one PSF went between them and no later visit found the
-    other (no positive amplitude from there), and 28 of these 36 stars kept 25-172
-    sigma within 6 px (6.0-9.4 % of the star flux left).  Fitted as two PSFs
-    (``CLIPPED_PAIR_GAIN``), all go (at most 6 sigma; 0.03-0.20 %)."""
-    image, truth, _, _ = _scene(seed=0)
-    worst = []
-    for seed in range(3):
-        rng = np.random.default_rng(400 + seed)
-        stars, centres = np.zeros(image.shape), []
-        for x, y in _CLEAR:
-            x, y = x + rng.uniform(-0.5, 0.5), y + rng.uniform(-0.5, 0.5)
-            amplitude = 10 ** rng.uniform(4.6, 5.2)
-            angle = rng.uniform(0, 2 * np.pi)
-            second = (x + 8.0 * np.cos(angle), y + 8.0 * np.sin(angle))
-            stars += moffat_image(image.shape, x, y, amplitude, PSF)
-            stars += moffat_image(image.shape, *second,
-                                  amplitude * rng.uniform(0.3, 1.0), PSF)
-            centres += [(x, y), second]
-        clipped = np.minimum(image + stars, 4000.0)
-        plateaus, count = ndimage.label(clipped >= 4000.0)
-        assert count < 2 * len(_CLEAR)      # (some pairs share a plateau ...)
-        assert np.unique(_clipped_lobes(plateaus)).size == count + 1  # (... of one lobe)
-        fit = fit_and_subtract_stars(clipped)
-        observable = np.minimum(truth + stars, 4000.0) - truth
-        assert abs(star_flux_left(fit.starless, truth, observable)) < 0.005
-        worst += _worst_near(fit.starless, truth, centres, 6.0)
-    assert max(worst) < 10.0, np.round(worst)
+def _pairs_at_clear_places(shape, rng, *, brightness, ratio, distance):
+    """``(stars, centres)``: at each of ``_CLEAR``'s places a star of peak ``10 **
+    U(*brightness)`` and a second ``U(*ratio)`` times as bright ``distance`` px away
+    in a random direction, and the centres (x, y) of both."""
+    stars, centres = np.zeros(shape), []
+    for x, y in _CLEAR:
+        x, y = x + rng.uniform(-0.5, 0.5), y + rng.uniform(-0.5, 0.5)
+        amplitude = 10 ** rng.uniform(*brightness)
+        angle = rng.uniform(0, 2 * np.pi)
+        second = (x + distance * np.cos(angle), y + distance * np.sin(angle))
+        stars += moffat_image(shape, x, y, amplitude, PSF)
+        stars += moffat_image(shape, *second, amplitude * rng.uniform(*ratio), PSF)
+        centres += [(x, y), second]
+    return stars, centres
 
 
 def test_a_plateau_of_two_discs_joined_by_a_neck_is_two_lobes():
@@ -599,31 +583,36 @@ def test_a_plateau_of_two_discs_joined_by_a_neck_is_two_lobes():
     assert np.array_equal(lobes > 0, plateaus > 0)
 
 
-def test_clipped_stars_whose_plateaus_join_both_go():
-    """Pairs of clipped stars (peaks of 3e5-1e6 DN and half to as bright again,
-    clipped at 4000) 15 px apart, whose plateaus join in one with a neck: fitted from
-    the whole plateau's centre, one PSF went between them, and 4 of these 36 stars
-    kept 11-46 sigma within 6 px (0.4-1.9 % of the star flux left).  Each lobe of the
-    plateau fitted as a star, together with the other, all go (at most 6 sigma;
-    0.15-0.25 %)."""
+@pytest.mark.parametrize("seeds, brightness, ratio, distance, one_lobe", [
+    pytest.param(300, (5.5, 6.0), (0.5, 1.0), 15.0, False, id="with a neck"),
+    pytest.param(400, (4.6, 5.2), (0.3, 1.0), 8.0, True, id="without a neck"),
+])
+def test_clipped_stars_whose_plateaus_join_both_go(seeds, brightness, ratio, distance,
+                                                   one_lobe):
+    """Pairs of clipped stars (clipped at 4000) whose plateaus join in one.
+
+    With a neck: peaks of 3e5-1e6 DN and half to as bright again, 15 px apart.
+    Fitted from the whole plateau's centre, one PSF went between them, and 4 of these
+    36 stars kept 11-46 sigma within 6 px (0.4-1.9 % of the star flux left).  Each
+    lobe of the plateau fitted as a star, together with the other, all go (at most 6
+    sigma; 0.15-0.25 %).
+
+    Without a neck: peaks of 4e4-1.6e5 DN and 0.3 to 1 times as bright, 8 px apart,
+    a plateau of a single lobe.  One PSF went between them and no later visit found
+    the other (no positive amplitude from there): 28 of these 36 stars kept 25-172
+    sigma within 6 px (6.0-9.4 % of the star flux left).  Fitted as two PSFs
+    (``CLIPPED_PAIR_GAIN``), all go (at most 6 sigma; 0.03-0.20 %)."""
     image, truth, _, _ = _scene(seed=0)
     worst = []
     for seed in range(3):
-        rng = np.random.default_rng(300 + seed)
-        stars, centres = np.zeros(image.shape), []
-        for x, y in _CLEAR:
-            x, y = x + rng.uniform(-0.5, 0.5), y + rng.uniform(-0.5, 0.5)
-            amplitude = 10 ** rng.uniform(5.5, 6.0)
-            angle = rng.uniform(0, 2 * np.pi)
-            second = (x + 15.0 * np.cos(angle), y + 15.0 * np.sin(angle))
-            stars += moffat_image(image.shape, x, y, amplitude, PSF)
-            stars += moffat_image(image.shape, *second,
-                                  amplitude * rng.uniform(0.5, 1.0), PSF)
-            centres += [(x, y), second]
-        clipped = np.minimum(image + stars, 4000.0)
-        _, count = ndimage.label(clipped >= 4000.0)
+        stars, centres = _pairs_at_clear_places(
+            image.shape, np.random.default_rng(seeds + seed), brightness=brightness,
+            ratio=ratio, distance=distance)
+        plateaus, count = ndimage.label(image + stars >= 4000.0)
         assert count < 2 * len(_CLEAR)      # (some plateaus join)
-        fit = fit_and_subtract_stars(clipped)
+        if one_lobe:
+            assert np.unique(_clipped_lobes(plateaus)).size == count + 1
+        fit = fit_and_subtract_stars(np.minimum(image + stars, 4000.0))
         observable = np.minimum(truth + stars, 4000.0) - truth
         assert abs(star_flux_left(fit.starless, truth, observable)) < 0.005
         worst += _worst_near(fit.starless, truth, centres, 6.0)
