@@ -970,29 +970,26 @@ class _Fitter:
         # surroundings.
         model = _WindowModel(cut, weights, self.psf, self.sky_share[window])
         params = self._fit_from(model, usable, ndimage.center_of_mass(light))
-        if saturated and params is not None:
-            # (The other lobes of its plateau, other clipped stars: see
-            # CLIPPED_LOBE_DEPTH.  Their light is no part of this one's window.)
-            siblings = self._sibling_lobes(window, row, col)
-            group = (self._fit_group(model, usable, [tuple(params[1:3]), *siblings])
-                     if siblings else None)
-            if group is not None:
-                fitted = group[0].copy()
-                params = np.array([*fitted[:3], *fitted[-4:-1], 1.0])
-                fitted[0] = 0.0         # (the other lobes' PSFs alone, no plane)
-                fitted[-4:-1] = 0.0
-                cut = cut - model.image(fitted)
-                model = _WindowModel(cut, weights, self.psf, self.sky_share[window])
-        # (Two clipped stars whose plateaus merge without a neck: see
-        # CLIPPED_PAIR_GAIN.  The companion's light is no part of this one's window,
-        # and the two go or stay together.)
         companion = None
-        if saturated and params is not None and not siblings:
-            pair = self._clipped_pair(model, usable, params, window, row, col)
-            if pair is not None:
-                params = np.array([*pair[:3], *pair[-4:-1], 1.0])
-                companion = pair[3:6].copy()
-                cut = cut - model.image(np.array([*companion, 0.0, 0.0, 0.0, 1.0]))
+        if saturated and params is not None:
+            # The other lobes of its plateau, other clipped stars (see
+            # CLIPPED_LOBE_DEPTH), or on a plateau of one lobe a second clipped star
+            # whose plateau merged with this one's without a neck (see
+            # CLIPPED_PAIR_GAIN, the two then go or stay together): their light is
+            # no part of this one's window.
+            siblings = self._sibling_lobes(window, row, col)
+            if siblings:
+                group = self._fit_group(model, usable, [tuple(params[1:3]), *siblings])
+                together = None if group is None else group[0].copy()
+            else:
+                together = self._clipped_pair(model, usable, params, window, row, col)
+                if together is not None:
+                    companion = together[3:6].copy()
+            if together is not None:
+                params = np.array([*together[:3], *together[-4:-1], 1.0])
+                together[0] = 0.0       # (the others' PSFs alone, no plane)
+                together[-4:-1] = 0.0
+                cut = cut - model.image(together)
                 model = _WindowModel(cut, weights, self.psf, self.sky_share[window])
         if saturated and self.stars and params is not None and companion is None:
             # (A second clipped star whose core touches a fitted one's: see
