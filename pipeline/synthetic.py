@@ -152,28 +152,29 @@ def _render_stars(shape, x, y, flux, gamma, beta, *, batch=2000):
 
     The stamp radius is where the profile's enclosed flux misses less than 1e-4 of the
     total, so the layer's flux equals the catalogue's to that precision (away from the
-    image edges).
+    image edges).  Each star is evaluated on its stamp's overlap with the frame only:
+    with beta near 1 a stamp covers the frame several times over (beta 1.8, 400 stars
+    on 512 x 512: stamps of 1025 x 1025, which took 23 s and 3.4 GB per array when
+    evaluated whole).  The stars' layers are summed ``batch`` at a time, the order in
+    which the earlier renderer summed them, so that frames stay the same to the bit.
     """
     h, w = shape
     amp = flux * (beta - 1.0) / (math.pi * gamma**2)  # Moffat total flux -> amplitude
     r = int(math.ceil(gamma * math.sqrt(1e-4 ** (1.0 / (1.0 - beta)) - 1.0)))
     r = min(max(r, 2), max(h, w))
-    off = np.arange(-r, r + 1)
-    hp, wp = h + 2 * r, w + 2 * r
-    canvas = np.zeros(hp * wp)
     ix = np.floor(x + 0.5).astype(np.int64)
     iy = np.floor(y + 0.5).astype(np.int64)
+    canvas = np.zeros(shape)
     for s in range(0, len(x), batch):
-        sl = slice(s, s + batch)
-        py = (iy[sl, None, None] + off[None, :, None]).astype(np.float64)
-        px = (ix[sl, None, None] + off[None, None, :]).astype(np.float64)
-        vals = Moffat2D.evaluate(
-            px, py, amp[sl, None, None], x[sl, None, None], y[sl, None, None], gamma, beta
-        )
-        flat = (py.astype(np.int64) + r) * wp + (px.astype(np.int64) + r)
-        # bincount sums overlapping stamps without a Python loop over stars.
-        canvas += np.bincount(flat.ravel(), weights=vals.ravel(), minlength=hp * wp)
-    return canvas.reshape(hp, wp)[r : r + h, r : r + w]
+        layer = np.zeros(shape)
+        for k in range(s, min(s + batch, len(x))):
+            rows = slice(max(iy[k] - r, 0), min(iy[k] + r + 1, h))
+            cols = slice(max(ix[k] - r, 0), min(ix[k] + r + 1, w))
+            py = np.arange(rows.start, rows.stop, dtype=np.float64)[:, None]
+            px = np.arange(cols.start, cols.stop, dtype=np.float64)[None, :]
+            layer[rows, cols] += Moffat2D.evaluate(px, py, amp[k], x[k], y[k], gamma, beta)
+        canvas += layer
+    return canvas
 
 
 def make_survey_frame(
