@@ -45,3 +45,10 @@ def golden(shared_dir):
 @pytest.fixture(scope="session")
 def paper_dir(shared_dir) -> Path:
     return _require(shared_dir / "paper")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow end-to-end tests first: pytest-xdist hands the first tests out round
+    robin, so the longest start at once on every worker and the short ones fill in
+    behind them, instead of one worker finishing a 100-s test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
