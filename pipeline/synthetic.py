@@ -161,8 +161,14 @@ def _render_stars(shape, x, y, flux, gamma, beta, *, batch=2000):
     """
     h, w = shape
     amp = flux * (beta - 1.0) / (math.pi * gamma**2)  # Moffat total flux -> amplitude
-    r = int(math.ceil(gamma * math.sqrt(1e-4 ** (1.0 / (1.0 - beta)) - 1.0)))
-    r = min(max(r, 2), max(h, w))
+    # A stamp beyond the frame adds nothing; with beta near 1 (1.01) its radius would
+    # overflow a float, so the frame's size is taken before it is computed.
+    frame = max(h, w)
+    if math.log(1e-4) / (1.0 - beta) >= math.log1p((frame / gamma) ** 2):
+        r = frame
+    else:
+        r = int(math.ceil(gamma * math.sqrt(1e-4 ** (1.0 / (1.0 - beta)) - 1.0)))
+        r = min(max(r, 2), frame)
     ix = np.floor(x + 0.5).astype(np.int64)
     iy = np.floor(y + 0.5).astype(np.int64)
     canvas = np.zeros(shape)

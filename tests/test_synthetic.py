@@ -109,15 +109,17 @@ def test_catalogue_fluxes_match_star_layer():
     assert checked >= 5
 
 
-def test_wide_wings_reach_the_whole_frame():
-    # beta 1.8: each star's stamp (radius ~700 px) covers the 96 x 128 frame several
-    # times over, so the layer is every star's Moffat at every pixel of the frame.
-    f = make_survey_frame((96, 128), seed=8, n_stars=5, fwhm=3.0, moffat_beta=1.8,
+@pytest.mark.parametrize("beta", [1.8, 1.01])
+def test_wide_wings_reach_the_whole_frame(beta):
+    # Each star's stamp (radius ~700 px at beta 1.8; at 1.01 its radius overflowed a
+    # float, an OverflowError) covers the 96 x 128 frame several times over, so the
+    # layer is every star's Moffat at every pixel of the frame.
+    f = make_survey_frame((96, 128), seed=8, n_stars=5, fwhm=3.0, moffat_beta=beta,
                           saturate=None)
-    gamma = 3.0 / (2 * math.sqrt(2 ** (1 / 1.8) - 1))
+    gamma = 3.0 / (2 * math.sqrt(2 ** (1 / beta) - 1))
     yy, xx = np.mgrid[0:96, 0:128]
     expected = sum(s["peak"] / (1 + ((xx - s["x"]) ** 2 + (yy - s["y"]) ** 2) / gamma**2)
-                   ** 1.8 for s in f.catalogue)
+                   ** beta for s in f.catalogue)
     np.testing.assert_allclose(f.stars, expected, rtol=1e-12)
 
 
