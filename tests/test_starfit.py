@@ -1415,6 +1415,22 @@ def _clipped_core_error(monkeypatch, scene, centre, *, psf="moffat"):
             np.mean(starless[window][plateau] - frame.truth[window][plateau]))
 
 
+@pytest.mark.parametrize("scene, psf, most", [(422, "moffat", 7.0),
+                                              (412, "kolmogorov", 3.5)])
+def test_clipped_cores_are_filled_from_beyond_their_rims(monkeypatch, scene, psf, most):
+    """The clipped cores of random scenes r422 (Moffat, sky-subtracted) and r412
+    (Kolmogorov, linear) are filled with the light of a ring ``CORE_RING`` pixels
+    beyond their rims.  Filled from the ring right beside them, where the stars'
+    models leave light, their pixels came out 9.8 and 5.0 sigma RMS from the truth
+    (4.7 and 4.3 sigma too high on average); now 5.4 and 2.5."""
+    frame = _random_scene(monkeypatch, scene, psf=psf)
+    starless = remove_stars(frame.image)
+    clipped = frame.image >= 0.999 * np.nanmax(frame.image)
+    assert np.count_nonzero(clipped) > 50
+    error = (starless[clipped] - frame.truth[clipped]) / frame.sigma
+    assert np.sqrt(np.mean(error ** 2)) < most
+
+
 @pytest.mark.parametrize("scene, centre", [(27, (339, 196)), (60, (410, 114))])
 def test_clipped_galaxy_cores_that_a_wider_profile_fits_nearly_twice_as_well_stay(
         monkeypatch, scene, centre):
