@@ -2110,13 +2110,13 @@ def _fill_clipped_cores(starless, holes, background, finite):
     say nothing of it inside."""
     labels, _ = ndimage.label(holes)
     above = starless - background
+    reach = 2 * CORE_RING
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        reach = 2 * CORE_RING
         grown = tuple(slice(max(s.start - reach, 0), s.stop + reach) for s in box)
         core = labels[grown] == index
-        around = (ndimage.binary_dilation(core, iterations=reach)
-                  & ~ndimage.binary_dilation(core, iterations=CORE_RING) & ~holes[grown]
-                  & finite[grown])
+        inside = ndimage.binary_dilation(core, iterations=CORE_RING)
+        around = (ndimage.binary_dilation(inside, iterations=CORE_RING) & ~inside
+                  & ~holes[grown] & finite[grown])
         level = _median(above[grown][around]) if around.any() else 0.0
         starless[grown][core] = background[grown][core] + max(level, 0.0)
 
