@@ -522,11 +522,12 @@ def remove_stars_file(
         stack.enter_context(tile_warning_filters())
         runner = client if client is not None else stack.enter_context(
             connect(scheduler, cluster))
-        if runner is not None and streamed and kind == "zarr":
+        if runner is not None and streamed:
             # The cluster's workers read their tiles from a copy beside the output
             # rather than from the frame inside the task graph.
             arrays = [stack.enter_context(staged_frame(
-                planes[0], staging_path(output), chunks=chunks))]
+                plane, staging_path(output, index if colour else None), chunks=chunks))
+                for index, plane in enumerate(planes)]
         starless_planes = []
         for index, array in enumerate(arrays):
             if index and bar is not None:

@@ -129,6 +129,36 @@ def test_streamed_cluster_run_equals_the_local_run(cluster, fits_input, tmp_path
     assert local["tiles_reused"] == 0
 
 
+def test_a_colour_picture_on_the_cluster_reads_each_channel_staged(cluster, tmp_path):
+    # Whatever the output's format, the workers read their tiles' windows from the
+    # frame staged beside the output (tasks "from-zarr-..."), not from the frame sent
+    # inside the graph ("array-..."); each colour channel is staged on its own.
+    from distributed import Client, get_task_stream
+    from PIL import Image
+
+    address, _ = cluster
+    grey = make_survey_frame((256, 256), seed=13, n_stars=80, n_galaxies=2,
+                             scale="stretched").image
+    rgb = np.clip(np.round(np.stack([grey, grey[::-1], grey.T], axis=-1)), 0, 255)
+    source, output = tmp_path / "rgb.png", tmp_path / "out.png"
+    Image.fromarray(rgb.astype(np.uint8)).save(source)
+    digest = sha256_file(source)
+    with Client(address, timeout="30s", set_as_default=False) as client:
+        with get_task_stream(client=client) as stream:
+            remote = remove_stars_file(source, output, chunk=128, scheduler=address,
+                                       progress=False)
+    local = remove_stars_file(source, tmp_path / "local.png", chunk=128, progress=False)
+    keys = [str(record["key"]) for record in stream.data]
+    assert remote["tiles"] == local["tiles"] == 4 * 3
+    assert len({key for key in keys if "original-from-zarr" in key}) == 4 * 3
+    assert not any("array-" in key for key in keys), keys
+    np.testing.assert_array_equal(np.asarray(Image.open(output)),
+                                  np.asarray(Image.open(tmp_path / "local.png")))
+    assert sha256_file(source) == digest
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "local.png", "logs", "out.png", "rgb.png"]  # no staged folder left
+
+
 def test_each_tile_runs_once_on_the_cluster(cluster, fits_input, tmp_path):
     # The scheduler optimises the graph it is sent with its own settings: fusing a
     # tile into the task that writes its chunk would rename it, and the same tile would

@@ -25,6 +25,7 @@ def test_the_staged_frame_reads_back_bit_for_bit_and_leaves_the_input_alone(fram
     before = frame.copy()
     path = staging_path(tmp_path / "out.zarr")
     assert path.name == "out.zarr.frame"
+    assert staging_path(tmp_path / "out.png", 2).name == "out.png.frame2"
     with staged_frame(frame, path, chunks=(256, 256)) as staged:
         assert staged.chunks == ((256,) * 4, (256,) * 4)
         assert path.is_dir()

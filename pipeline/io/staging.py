@@ -4,9 +4,10 @@ A Dask array made from an in-memory frame (``dask.array.from_array``) carries th
 whole frame inside its task graph: the client sends it to the scheduler, which hands
 it to a worker, and every tile that runs elsewhere copies its window from there (Dask
 warns of a "large graph": 16 MiB for a 2048 x 2048 float32 frame).  Staged as a Zarr
-array beside the output (``<output>.frame/``), the frame leaves the graph: every task
-reads its tile's window from the shared file system, which a cluster run that writes a
-Zarr store needs anyway, and any worker can still redo any tile.
+array beside the output (``<output>.frame/``, whatever the output's format), the frame
+leaves the graph: every task reads its tile's window from the shared file system, which
+a cluster run that writes a Zarr store needs anyway, and any worker can still redo any
+tile.
 
 The folder is destar's own (its ``zarr.json`` says so); it is removed when the run
 ends, whether it succeeds or fails, and a folder of that name that destar did not
@@ -32,10 +33,15 @@ __all__ = ["STAGED_ATTR", "staged_frame", "staging_path"]
 STAGED_ATTR = "destar_staged_frame"
 
 
-def staging_path(output: str | os.PathLike) -> Path:
-    """Folder of the staged input frame of the run that writes ``output``."""
+def staging_path(output: str | os.PathLike, channel: int | None = None) -> Path:
+    """Folder of the staged input frame of the run that writes ``output``.
+
+    A colour picture's channels, processed one by one, are staged one each:
+    ``<output>.frame0``, ``<output>.frame1``, ...
+    """
     output = Path(output)
-    return output.with_name(output.name + ".frame")
+    suffix = "" if channel is None else str(int(channel))
+    return output.with_name(f"{output.name}.frame{suffix}")
 
 
 def _is_staged_frame(path: Path) -> bool:
