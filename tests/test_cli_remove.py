@@ -143,6 +143,8 @@ def bad_inputs(tmp_path, frame):
 
 @pytest.mark.parametrize("case, extra, fragments", [
     ("missing", [], ["no such file"]),
+    ("folder", [], ["is a directory"]),
+    ("missing_folder", [], ["no such file"]),
     ("truncated", [], ["truncated.fits"]),
     ("corrupt", [], ["corrupt.fits"]),
     ("no_image", [], ["no image data"]),
@@ -158,12 +160,17 @@ def test_errors_are_one_line(capsys, bad_inputs, tmp_path, case, extra, fragment
     source = bad_inputs.get(case, bad_inputs["good"])
     if case == "missing":
         source = tmp_path / "absent.fits"
+    if case == "folder":
+        source = tmp_path / "frames"
+        source.mkdir()
+    if case == "missing_folder":
+        source = tmp_path / "absent"
     if case == "exists":
         output.mkdir()
         (output / "zarr.json").write_text("{}")
     if case == "bad_extension":
         output = tmp_path / "result.xyz"
-    digest = sha256_file(source) if source.exists() else None
+    digest = sha256_file(source) if source.is_file() else None
     code, out, err = _run(capsys, ["remove", str(source), "-o", str(output), "--preset", "paper",
                                    "--n-iter", "5", *extra])
     assert_one_line_error(code, err, *fragments)

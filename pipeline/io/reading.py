@@ -62,14 +62,16 @@ def read_image(
         file, no image data, missing HDU, a cube without ``plane``, bad ``plane``.
     """
     path = Path(path)
-    try:
-        fmt = image_format(path)
-    except ValueError as exc:
-        raise ImageReadError(str(exc)) from None
+    # What the path is comes before what its name says: a folder or a missing file
+    # with no image extension is reported as such, not as an unknown extension.
     if not path.exists():
         raise ImageNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, not an image file")
+    try:
+        fmt = image_format(path)
+    except ValueError as exc:
+        raise ImageReadError(str(exc)) from None
     if hdu is not None and fmt != "fits":
         raise ImageReadError(f"{path}: hdu= applies only to FITS files, this is {fmt}")
     if plane is not None and (isinstance(plane, bool) or not isinstance(plane, (int, np.integer))):
