@@ -31,6 +31,7 @@ resumes from the last saved iteration.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -170,6 +171,16 @@ def worker_addresses(client) -> set[str]:
         return set(client.scheduler_info().get("workers", {}))
     except Exception:
         return set()
+
+
+def workers_see(client, path: str | os.PathLike) -> bool:
+    """Whether every worker of ``client`` finds the folder ``path``: a file system they
+    share with this process.  ``False`` with no worker yet or no answer."""
+    try:
+        seen = client.run(os.path.isdir, os.fspath(path))
+    except Exception:
+        return False
+    return bool(seen) and all(seen.values())
 
 
 def is_cluster_failure(exc: BaseException) -> bool:

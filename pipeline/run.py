@@ -369,6 +369,31 @@ def _tile_progress(bar):
     return Callback(posttask=finished)
 
 
+def _staged_for(runner, planes, output: Path, *, chunks, kind, stack):
+    """The planes staged beside ``output`` for the cluster's workers, or ``None``.
+
+    The workers then read their tiles from there rather than from the frame inside
+    the task graph.  A ``.zarr`` store is written by the workers, so its folder is one
+    they share; another format is written by this process, whose folder may be its
+    own: there the planes are staged only if every worker finds them (else ``None``:
+    the frame goes in the graph, as it must).  The staged folders go when ``stack``
+    closes.
+    """
+    from pipeline.cluster import workers_see
+    from pipeline.io.staging import staged_frame, staging_path
+
+    colour = len(planes) > 1
+    paths = [staging_path(output, index if colour else None)
+             for index in range(len(planes))]
+    staging = stack.enter_context(contextlib.ExitStack())
+    staged = [staging.enter_context(staged_frame(plane, path, chunks=chunks))
+              for plane, path in zip(planes, paths)]
+    if kind == "zarr" or all(workers_see(runner, path) for path in paths):
+        return staged
+    staging.close()
+    return None
+
+
 def remove_stars_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
@@ -448,7 +473,6 @@ def remove_stars_file(
     from pipeline.io import read_image, split_stars, write_image
     from pipeline.io import store as store_module
     from pipeline.io.checkpoint import TileCheckpoint, ZarrCheckpoint, checkpoint_path
-    from pipeline.io.staging import staged_frame, staging_path
     from pipeline.tiling import default_halo, streams_tiles, tile_warning_filters
     from pipeline.tiling.tiles import measures_noise
 
@@ -523,11 +547,8 @@ def remove_stars_file(
         runner = client if client is not None else stack.enter_context(
             connect(scheduler, cluster))
         if runner is not None and streamed:
-            # The cluster's workers read their tiles from a copy beside the output
-            # rather than from the frame inside the task graph.
-            arrays = [stack.enter_context(staged_frame(
-                plane, staging_path(output, index if colour else None), chunks=chunks))
-                for index, plane in enumerate(planes)]
+            arrays = _staged_for(runner, planes, output, chunks=chunks, kind=kind,
+                                 stack=stack) or arrays
         starless_planes = []
         for index, array in enumerate(arrays):
             if index and bar is not None:

@@ -87,3 +87,53 @@ def test_only_a_2d_frame_is_staged(tmp_path):
     with pytest.raises(ValueError, match="2-D"):
         with staged_frame(np.zeros((4, 4, 3)), tmp_path / "f", chunks=(2, 2)):
             pass
+
+
+class _Workers:
+    """A stand-in for a ``distributed.Client``: what each worker's ``os.path.isdir``
+    answers (``sees``), or an error for a scheduler that does not answer."""
+
+    def __init__(self, sees):
+        self.sees = sees
+
+    def run(self, function, *args):
+        if isinstance(self.sees, Exception):
+            raise self.sees
+        return {f"tcp://w{i}": sees and function(*args) for i, sees in enumerate(self.sees)}
+
+
+@pytest.mark.parametrize("sees, expected", [((True, True), True), ((True, False), False),
+                                            ((), False), (OSError("no answer"), False)])
+def test_workers_see_a_folder_only_if_every_worker_finds_it(tmp_path, sees, expected):
+    from pipeline.cluster import workers_see
+
+    assert workers_see(_Workers(sees), tmp_path) is expected
+    assert workers_see(_Workers((True,)), tmp_path / "absent") is False
+
+
+@pytest.mark.parametrize("kind, sees, staged", [
+    ("fits", (True, True), True),
+    ("fits", (True, False), False),   # a folder of this machine's own: in the graph
+    ("png", (), False),               # no worker up yet (a jobqueue cluster)
+    ("zarr", (True, False), True),    # the workers write a store: its folder is shared
+])
+def test_a_cluster_run_stages_its_planes_only_where_the_workers_find_them(
+        frame, tmp_path, kind, sees, staged):
+    import contextlib
+
+    from pipeline.run import _staged_for
+
+    planes = [frame, frame[::-1]] if kind == "png" else [frame]
+    output = tmp_path / f"out.{kind}"
+    names = (["out.png.frame0", "out.png.frame1"] if kind == "png"
+             else [f"out.{kind}.frame"])
+    with contextlib.ExitStack() as stack:
+        arrays = _staged_for(_Workers(sees), planes, output, chunks=(256, 256), kind=kind,
+                             stack=stack)
+        assert (arrays is not None) is staged
+        present = sorted(path.name for path in tmp_path.iterdir())
+        assert present == (names if staged else [])
+        for array, plane in zip(arrays or [], planes):
+            assert "from-zarr" in array.name
+            np.testing.assert_array_equal(array.compute(), plane)
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,8 @@ warns of a "large graph": 16 MiB for a 2048 x 2048 float32 frame).  Staged as a 
 array beside the output (``<output>.frame/``, whatever the output's format), the frame
 leaves the graph: every task reads its tile's window from the shared file system, which
 a cluster run that writes a Zarr store needs anyway, and any worker can still redo any
-tile.
+tile.  (Whether the workers share the folder of another format's output is the run's
+to check: ``pipeline.cluster.workers_see``.)
 
 The folder is destar's own (its ``zarr.json`` says so); it is removed when the run
 ends, whether it succeeds or fails, and a folder of that name that destar did not
